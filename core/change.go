@@ -1,0 +1,103 @@
+package core
+
+import (
+	"context"
+	"time"
+)
+
+// Attr is one attribute: a key and its encoded value. Values handed out in a
+// Change are never modified afterwards; a Replicator may keep them.
+type Attr struct {
+	Key   string
+	Value []byte
+}
+
+// Change describes one committed change of one session: the delta a
+// Replicator sends to the backup node.
+//
+// A delta (Full false) applies only to a copy at version Base: it removes
+// every attribute when Clear is set, then deletes Deleted and stores Set. A
+// full copy (Full true) replaces the whole session with Set. A removal
+// (Removed true) deletes the session; Set and Deleted are then empty.
+type Change struct {
+	// ID is the session ID.
+	ID string
+	// PrevID, when not empty, is the ID the session had before it was
+	// regenerated; that ID is dead and its copy must be dropped.
+	PrevID string
+	// Base is the version the delta applies to (0 for a new session).
+	Base uint64
+	// Version is the session's version after the change.
+	Version uint64
+	// Full means Set holds every attribute of the session.
+	Full bool
+	// Clear means every attribute was removed before Set was applied.
+	Clear bool
+	// Removed means the session is gone (invalidated or expired).
+	Removed bool
+	// Set holds the attributes written, sorted by key.
+	Set []Attr
+	// Deleted holds the keys removed, sorted.
+	Deleted []string
+	// Created is when the session was created (its absolute lifetime
+	// counts from here).
+	Created time.Time
+	// Accessed is the last access (its idle timeout counts from here).
+	Accessed time.Time
+}
+
+// Replicator receives every committed change. Package buddy implements it;
+// a nil Config.Replicator means a single node.
+//
+// Replicate is called while the session is locked, so the calls for one
+// session arrive in version order; it must queue the change and return
+// without waiting on the network. The returned Ack (nil means nothing to wait
+// for) is waited on after the lock is released and before the response
+// header goes out; a replicator in synchronous mode returns once the backup
+// holds the change. Ack.Wait may also never be called (changes from the
+// expiry sweeper), so a Replicator must not depend on it.
+type Replicator interface {
+	Replicate(c *Change) Ack
+}
+
+// Ack is the outcome of one Replicate call.
+type Ack interface {
+	// Wait blocks until the change is acknowledged, fails, or ctx ends. An
+	// error makes the request fail through Config.ErrorHandler; wrap
+	// ErrReplication so the default handler answers 503.
+	Wait(ctx context.Context) error
+}
+
+// Toucher is implemented by replicators that want to hear of reads, so the
+// backup copy of a session in use does not expire. Touch is called on every
+// request that only read its session; it must not block, and should throttle.
+type Toucher interface {
+	Touch(id string, accessed time.Time)
+}
+
+// Binder is implemented by replicators that need the manager they serve, for
+// example to send a full copy when the backup reports a gap. NewManager calls
+// Bind once, before it returns.
+type Binder interface {
+	Bind(m *Manager)
+}
+
+// Locator is implemented by replicators that know the cluster: which node
+// this is and which node holds its backups. The IDs are written into the
+// session cookie so any node can find a session it does not hold.
+type Locator interface {
+	Location() (owner, backup string)
+}
+
+// Route is where a session cookie says its session lives.
+type Route struct {
+	Owner  string
+	Backup string
+}
+
+// Fetcher is implemented by replicators that can bring a session this node
+// does not hold from another node (failover). Fetch returns a full copy and
+// makes this node its owner, or ok false when no node holds it.
+type Fetcher interface {
+	Fetch(ctx context.Context, id string, route Route) (c *Change, ok bool, err error)
+}

@@ -1,0 +1,235 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// CommitHeader commits the request's changes while the response header is
+// still open, and adds the session cookie to h when it must be sent. It runs
+// once per request; later calls return the first result. Adapters call it
+// just before the header is written; on error they answer with
+// Manager.HandleError instead of the handler's response.
+func (s *Session) CommitHeader(ctx context.Context, h http.Header) error {
+	s.mu.Lock()
+	if s.headerDone {
+		err := s.headerErr
+		s.mu.Unlock()
+		return err
+	}
+	s.headerDone = true
+	s.mu.Unlock()
+	err := s.commit(ctx, h)
+	s.mu.Lock()
+	s.headerErr = err
+	s.mu.Unlock()
+	return err
+}
+
+// Finish commits what the request changed after the header went out. The
+// cookie can no longer change then: a change that needed a new cookie (a
+// new session, Regenerate, Invalidate) is still stored, and logged as a
+// warning. Adapters call it when the handler returns.
+func (s *Session) Finish(ctx context.Context) error {
+	err := s.commit(ctx, nil)
+	if err != nil {
+		s.m.log.Error("tandem: commit after the response header failed", "err", err)
+	}
+	return err
+}
+
+// HeaderCommitted reports whether CommitHeader ran.
+func (s *Session) HeaderCommitted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.headerDone
+}
+
+// commit stores the recorded changes, hands them to the replicator and waits
+// for its acknowledgement. h is the open response header, or nil once it was
+// sent.
+func (s *Session) commit(ctx context.Context, h http.Header) error {
+	m := s.m
+	now := m.now()
+	s.mu.Lock()
+	var acks [2]Ack
+	var err error
+	if s.dirty {
+		acks, err = s.store(now)
+	} else if s.rec != nil {
+		s.rec.touch(now)
+		m.store.touched(s.rec)
+		if m.toucher != nil {
+			m.toucher.Touch(s.id, unixTime(now))
+		}
+	}
+	if err == nil {
+		s.writeCookie(h, now)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, a := range acks {
+		if a == nil {
+			continue
+		}
+		if werr := a.Wait(ctx); werr != nil {
+			return fmt.Errorf("tandem: session %s: %w", s.id, werr)
+		}
+	}
+	return nil
+}
+
+// store applies the recorded changes to the store. It runs under s.mu.
+func (s *Session) store(now int64) (acks [2]Ack, err error) {
+	m := s.m
+	var (
+		base        map[string][]byte
+		baseVersion uint64
+		created     = now
+		prevID      string
+	)
+	if p := s.prev; p != nil {
+		p.mu.Lock()
+		alive := !p.dead
+		if alive && s.carry {
+			base, baseVersion, created, prevID = p.attrs, p.version, p.created, p.id
+		}
+		p.dead = true
+		p.mu.Unlock()
+		m.store.remove(p)
+		if alive && !s.carry && m.repl != nil {
+			acks[0] = m.repl.Replicate(&Change{ID: p.id, Base: p.version, Version: p.version + 1, Removed: true})
+		}
+		if !alive && s.carry {
+			// A concurrent request ended the session first; its end wins.
+			m.log.Debug("tandem: session ended by a concurrent request; changes dropped", "id", p.id)
+			s.reset()
+			s.id, s.invalidated = "", true
+			return acks, nil
+		}
+		s.prev, s.carry = nil, false
+	}
+	if s.rec == nil {
+		if prevID == "" && len(s.set) == 0 {
+			s.reset() // nothing to store: an empty new session, or a plain logout
+			return acks, nil
+		}
+		attrs := s.merged(base)
+		if err := m.checkSize(len(attrs), sizeOf(attrs)); err != nil {
+			return acks, err
+		}
+		if !m.store.reserve() {
+			return acks, ErrNodeFull
+		}
+		rec := &record{id: s.ensureID(), attrs: attrs, size: sizeOf(attrs), version: baseVersion + 1, created: created}
+		rec.accessed.Store(now)
+		rec.mu.Lock()
+		m.store.insert(rec)
+		if m.repl != nil {
+			acks[1] = m.repl.Replicate(rec.fullChange(prevID))
+		}
+		rec.mu.Unlock()
+		s.rec = rec
+		s.reset()
+		return acks, nil
+	}
+	rec := s.rec
+	rec.mu.Lock()
+	if rec.dead {
+		rec.mu.Unlock()
+		m.log.Debug("tandem: session ended by a concurrent request; changes dropped", "id", rec.id)
+		s.rec, s.id, s.invalidated = nil, "", true
+		s.reset()
+		return acks, nil
+	}
+	cur, curSize := rec.attrs, rec.size
+	if s.clear {
+		cur, curSize = nil, 0
+	}
+	n, size := projected(cur, curSize, s.set, s.del)
+	if err := m.checkSize(n, size); err != nil {
+		rec.mu.Unlock()
+		return acks, err
+	}
+	set, del := s.apply(rec)
+	c := &Change{
+		ID: rec.id, Base: rec.version, Version: rec.version + 1,
+		Clear: s.clear, Set: set, Deleted: del,
+		Created: unixTime(rec.created), Accessed: unixTime(now),
+	}
+	rec.size, rec.version = size, c.Version
+	rec.touch(now)
+	if m.repl != nil {
+		acks[1] = m.repl.Replicate(c)
+	}
+	rec.mu.Unlock()
+	m.store.touched(rec)
+	s.reset()
+	return acks, nil
+}
+
+// reset forgets the recorded changes once they are stored.
+func (s *Session) reset() {
+	s.set, s.del, s.clear, s.dirty = nil, nil, false, false
+}
+
+// writeCookie adds the Set-Cookie header the commit calls for. It runs
+// under s.mu. h is nil once the header went out: a cookie change is then
+// logged instead.
+func (s *Session) writeCookie(h http.Header, now int64) {
+	m := s.m
+	var value string
+	maxAge := 0
+	switch {
+	case s.rec != nil:
+		loc := m.location()
+		if s.cookieID == s.id && s.route == loc && !s.staleKey {
+			return
+		}
+		if h == nil {
+			break
+		}
+		v, err := m.cookies.encode(payload{id: s.id, owner: loc.Owner, backup: loc.Backup})
+		if err != nil { // only with keys NewManager would have rejected
+			m.log.Error("tandem: cookie not encoded", "err", err)
+			return
+		}
+		value, s.route = v, loc
+		if m.cfg.Cookie.Persist {
+			maxAge = max(int((s.rec.created+int64(m.cfg.Lifetime)-now)/1e9), 1)
+		}
+	case s.invalidated:
+		if s.cookieID == "" {
+			return
+		}
+		maxAge = -1 // delete the cookie
+	case s.isNew && !m.cfg.Cookie.Lazy && h != nil:
+		// Issue the new session's cookie with the header, so that what the
+		// handler stores after the body started is still found next time.
+		loc := m.location()
+		v, err := m.cookies.encode(payload{id: s.ensureID(), owner: loc.Owner, backup: loc.Backup})
+		if err != nil {
+			m.log.Error("tandem: cookie not encoded", "err", err)
+			return
+		}
+		value, s.route = v, loc
+		if m.cfg.Cookie.Persist {
+			maxAge = int(m.cfg.Lifetime / time.Second)
+		}
+	default:
+		return
+	}
+	if h == nil {
+		m.log.Warn("tandem: session cookie changed after the response header was sent; the client keeps its old cookie", "session", s.id)
+		return
+	}
+	h.Add("Set-Cookie", m.newCookie(value, maxAge).String())
+	s.cookieID, s.staleKey = s.id, false
+	if maxAge < 0 {
+		s.cookieID = ""
+	}
+}

@@ -1,0 +1,209 @@
+package core
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// KeyPair is one cookie key pair. The first pair in Config.Keys signs and
+// encrypts new cookies; every pair decodes, so keys rotate by putting a new
+// pair first and dropping the old one once its cookies have expired.
+type KeyPair struct {
+	// Hash authenticates the cookie (HMAC-SHA256). At least 32 bytes.
+	Hash []byte
+	// Block encrypts the cookie (AES). 16, 24 or 32 bytes; 32 selects AES-256.
+	Block []byte
+}
+
+// CookieConfig sets the session cookie's attributes.
+type CookieConfig struct {
+	// Name of the cookie. Default "tandem".
+	Name string
+	// Path of the cookie. Default "/".
+	Path string
+	// Domain of the cookie. Default "" (the request's host only).
+	Domain string
+	// Secure sends the cookie over HTTPS only. Default false, so that plain
+	// HTTP works in development; set it in production.
+	Secure bool
+	// DisableHTTPOnly lets scripts read the cookie. Default false: the cookie
+	// is HttpOnly.
+	DisableHTTPOnly bool
+	// SameSite of the cookie. Default http.SameSiteLaxMode.
+	SameSite http.SameSite
+	// Partitioned sets the Partitioned attribute (CHIPS). Default false.
+	Partitioned bool
+	// Lazy sends a new session's cookie only when the session was written
+	// before the response header went out. Default false: every new
+	// session's cookie goes out with the header, so a value set after the
+	// handler started writing the body is still found on the next request;
+	// the price is a Set-Cookie on every response to a client without a
+	// session.
+	Lazy bool
+	// Persist makes the cookie outlive the browser session: it gets a
+	// Max-Age equal to Config.Lifetime. Default false (a browser-session
+	// cookie).
+	Persist bool
+}
+
+// Limits bound what one session and one node hold. A write that breaks a
+// limit fails with the matching error; nothing is dropped silently.
+type Limits struct {
+	// MaxSessions is the most sessions this node owns at once; creating
+	// one more fails with ErrNodeFull. Default 1,000,000.
+	MaxSessions int
+	// MaxAttributes is the most keys one session holds; more fails with
+	// ErrTooManyAttributes. Default 256.
+	MaxAttributes int
+	// MaxValueSize is the largest encoded value, in bytes; larger fails
+	// with ErrValueTooLarge. Default 256 KiB.
+	MaxValueSize int
+	// MaxSessionSize is the most bytes of keys plus values one session
+	// holds; more fails with ErrSessionTooLarge. Default 1 MiB.
+	MaxSessionSize int
+}
+
+// Config configures a Manager. The zero value of every field but Keys is a
+// working default.
+type Config struct {
+	// Keys sign and encrypt the session cookie; the first pair is used for
+	// new cookies, all pairs decode. Required.
+	Keys []KeyPair
+	// Cookie sets the cookie's attributes. See CookieConfig for defaults.
+	Cookie CookieConfig
+	// IdleTimeout ends a session that saw no request for this long.
+	// Default 30 minutes.
+	IdleTimeout time.Duration
+	// Lifetime ends a session this long after it was created, however busy
+	// it is. Default 24 hours.
+	Lifetime time.Duration
+	// Codec encodes attribute values. Default JSONCodec.
+	Codec Codec
+	// Limits bound sessions and nodes. See Limits for defaults.
+	Limits Limits
+	// Replicator receives every committed change. Default nil: a single
+	// node, nothing replicated.
+	Replicator Replicator
+	// Logger receives the manager's log records. Default: discarded.
+	Logger *slog.Logger
+	// ErrorHandler writes the response when a commit fails before the
+	// header went out. Default DefaultErrorHandler: 503 for ErrNodeFull and
+	// ErrReplication, 500 for everything else.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+	// SweepInterval is how often expired sessions are removed from memory.
+	// An expired session is never served, swept or not. Default 1 second.
+	SweepInterval time.Duration
+	// Now is the clock. Default time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+const (
+	defaultCookieName     = "tandem"
+	defaultIdleTimeout    = 30 * time.Minute
+	defaultLifetime       = 24 * time.Hour
+	defaultMaxSessions    = 1_000_000
+	defaultMaxAttributes  = 256
+	defaultMaxValueSize   = 256 << 10
+	defaultMaxSessionSize = 1 << 20
+	defaultSweepInterval  = time.Second
+	maxKeyLen             = 1024
+)
+
+// withDefaults validates cfg and fills in its defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return cfg, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if len(cfg.Keys) == 0 {
+		return bad("Keys: at least one key pair is required")
+	}
+	for i, k := range cfg.Keys {
+		if len(k.Hash) < 32 {
+			return bad("Keys[%d].Hash: %d bytes, need at least 32", i, len(k.Hash))
+		}
+		switch len(k.Block) {
+		case 16, 24, 32:
+		default:
+			return bad("Keys[%d].Block: %d bytes, need 16, 24 or 32", i, len(k.Block))
+		}
+	}
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"IdleTimeout", &cfg.IdleTimeout, defaultIdleTimeout},
+		{"Lifetime", &cfg.Lifetime, defaultLifetime},
+		{"SweepInterval", &cfg.SweepInterval, defaultSweepInterval},
+	}
+	for _, d := range durations {
+		if *d.d < 0 {
+			return bad("%s: negative (%v)", d.name, *d.d)
+		}
+		if *d.d == 0 {
+			*d.d = d.def
+		}
+	}
+	limits := []struct {
+		name string
+		n    *int
+		def  int
+	}{
+		{"Limits.MaxSessions", &cfg.Limits.MaxSessions, defaultMaxSessions},
+		{"Limits.MaxAttributes", &cfg.Limits.MaxAttributes, defaultMaxAttributes},
+		{"Limits.MaxValueSize", &cfg.Limits.MaxValueSize, defaultMaxValueSize},
+		{"Limits.MaxSessionSize", &cfg.Limits.MaxSessionSize, defaultMaxSessionSize},
+	}
+	for _, l := range limits {
+		if *l.n < 0 {
+			return bad("%s: negative (%d)", l.name, *l.n)
+		}
+		if *l.n == 0 {
+			*l.n = l.def
+		}
+	}
+	c := &cfg.Cookie
+	if c.Name == "" {
+		c.Name = defaultCookieName
+	}
+	if !validCookieName(c.Name) {
+		return bad("Cookie.Name: %q is not a valid cookie name", c.Name)
+	}
+	if c.Path == "" {
+		c.Path = "/"
+	}
+	if c.SameSite == 0 {
+		c.SameSite = http.SameSiteLaxMode
+	}
+	if c.SameSite == http.SameSiteNoneMode && !c.Secure {
+		return bad("Cookie.SameSite: None requires Cookie.Secure (browsers reject it otherwise)")
+	}
+	if c.Partitioned && !c.Secure {
+		return bad("Cookie.Partitioned requires Cookie.Secure")
+	}
+	if cfg.Codec == nil {
+		cfg.Codec = JSONCodec{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ErrorHandler == nil {
+		cfg.ErrorHandler = DefaultErrorHandler
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg, nil
+}
+
+func validCookieName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || c == '=' || c == ';' || c == ',' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return name != ""
+}

@@ -1,0 +1,33 @@
+package core
+
+import "errors"
+
+// Errors callers can branch on with errors.Is. Over-limit errors are returned
+// by Session.Set when the value alone breaks a limit, and by the commit when
+// the merged session would; the middleware hands commit errors to
+// Config.ErrorHandler.
+var (
+	// ErrInvalidConfig wraps every error NewManager returns for a bad Config.
+	ErrInvalidConfig = errors.New("tandem: invalid config")
+	// ErrValueTooLarge: an encoded value exceeds Limits.MaxValueSize.
+	ErrValueTooLarge = errors.New("tandem: session value too large")
+	// ErrTooManyAttributes: the session would hold more than Limits.MaxAttributes keys.
+	ErrTooManyAttributes = errors.New("tandem: too many session attributes")
+	// ErrSessionTooLarge: keys plus values would exceed Limits.MaxSessionSize.
+	ErrSessionTooLarge = errors.New("tandem: session too large")
+	// ErrNodeFull: the node already holds Limits.MaxSessions sessions and
+	// cannot create another. The default error handler answers 503.
+	ErrNodeFull = errors.New("tandem: node holds the maximum number of sessions")
+	// ErrInvalidKey: an attribute key is empty, too long, or reserved
+	// (keys starting with a NUL byte belong to Tandem).
+	ErrInvalidKey = errors.New("tandem: invalid attribute key")
+	// ErrReplication: the change is committed on this node but the replicator
+	// could not confirm a second copy. The default error handler answers 503.
+	ErrReplication = errors.New("tandem: replication failed")
+	// ErrNoSession: FromContext found no session (the middleware is missing).
+	ErrNoSession = errors.New("tandem: no session in context")
+	// ErrResponseAborted: the commit failed when the header was about to be
+	// written; the error response went out instead and the handler's writes
+	// are discarded.
+	ErrResponseAborted = errors.New("tandem: response replaced by session error")
+)

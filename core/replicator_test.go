@@ -1,0 +1,145 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// fakeReplicator records changes and touches; fail makes acks fail.
+type fakeReplicator struct {
+	mu      sync.Mutex
+	changes []Change
+	touches []string
+	fail    error
+	loc     Route
+}
+
+type ackFunc func(context.Context) error
+
+func (f ackFunc) Wait(ctx context.Context) error { return f(ctx) }
+
+func (f *fakeReplicator) Replicate(c *Change) Ack {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.changes = append(f.changes, *c)
+	err := f.fail
+	return ackFunc(func(context.Context) error { return err })
+}
+
+func (f *fakeReplicator) Touch(id string, _ time.Time) {
+	f.mu.Lock()
+	f.touches = append(f.touches, id)
+	f.mu.Unlock()
+}
+
+func (f *fakeReplicator) Location() (string, string) { return f.loc.Owner, f.loc.Backup }
+
+func (f *fakeReplicator) take() []Change {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.changes
+	f.changes = nil
+	return c
+}
+
+func TestReplicatorSeesEveryChange(t *testing.T) {
+	rep := &fakeReplicator{loc: Route{Owner: "n1", Backup: "n2"}}
+	m, clk := newManager(t, func(c *Config) { c.Replicator = rep; c.IdleTimeout = time.Minute; c.SweepInterval = time.Second })
+	c := newClient(t, m, func(w http.ResponseWriter, r *http.Request) {
+		s := FromContext(r.Context())
+		switch r.URL.Path {
+		case "/set":
+			_ = s.Set("a", 1)
+			_ = s.Set("b", 2)
+		case "/del":
+			s.Delete("a")
+			_ = s.Set("c", 3)
+		case "/clear":
+			s.Clear()
+		case "/regen":
+			s.Regenerate()
+		case "/logout":
+			s.Invalidate()
+		}
+	})
+	c.do("/set")
+	c.do("/")
+	c.do("/del")
+	c.do("/clear")
+	c.do("/regen")
+	ch := rep.take()
+	if len(ch) != 4 {
+		t.Fatalf("%d changes: %+v", len(ch), ch)
+	}
+	first, del, clr, regen := ch[0], ch[1], ch[2], ch[3]
+	if !first.Full || first.Version != 1 || len(first.Set) != 2 {
+		t.Fatalf("create: %+v", first)
+	}
+	if del.Full || del.Base != 1 || del.Version != 2 || fmt.Sprint(del.Deleted) != "[a]" || del.Set[0].Key != "c" {
+		t.Fatalf("delta: %+v", del)
+	}
+	if !clr.Clear || clr.Base != 2 || clr.Version != 3 {
+		t.Fatalf("clear: %+v", clr)
+	}
+	if !regen.Full || regen.PrevID != first.ID || regen.ID == first.ID || regen.Version != 4 {
+		t.Fatalf("regenerate: %+v", regen)
+	}
+	if len(rep.touches) != 1 || rep.touches[0] != first.ID {
+		t.Fatalf("touches %v", rep.touches)
+	}
+	c.do("/logout")
+	if ch := rep.take(); len(ch) != 1 || !ch[0].Removed || ch[0].ID != regen.ID {
+		t.Fatalf("logout: %+v", ch)
+	}
+	// Expiry propagates as a removal.
+	c.do("/set")
+	rep.take()
+	clk.Add(2 * time.Minute)
+	m.Sweep()
+	if ch := rep.take(); len(ch) != 1 || !ch[0].Removed {
+		t.Fatalf("expiry: %+v", ch)
+	}
+}
+
+func TestCookieNamesOwnerAndBackup(t *testing.T) {
+	rep := &fakeReplicator{loc: Route{Owner: "n1", Backup: "n2"}}
+	m, _ := newManager(t, func(c *Config) { c.Replicator = rep })
+	var route Route
+	c := newClient(t, m, func(w http.ResponseWriter, r *http.Request) {
+		s := FromContext(r.Context())
+		route = s.route
+		_ = s.Set("k", 1)
+	})
+	c.do("/")
+	c.do("/")
+	if route != (Route{"n1", "n2"}) {
+		t.Fatalf("route %+v", route)
+	}
+	rep.mu.Lock()
+	rep.loc.Backup = "n3" // the buddy changed: the cookie follows
+	rep.mu.Unlock()
+	if setCookie(c.do("/"), "tandem") == nil {
+		t.Fatal("cookie not re-issued after the backup moved")
+	}
+	c.do("/")
+	if route != (Route{"n1", "n3"}) {
+		t.Fatalf("route %+v", route)
+	}
+}
+
+func TestReplicationFailureAnswers503(t *testing.T) {
+	rep := &fakeReplicator{fail: fmt.Errorf("buddy down: %w", ErrReplication)}
+	m, _ := newManager(t, func(c *Config) { c.Replicator = rep })
+	c, _ := sessionClient(t, m)
+	rec := c.do("/set")
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("code %d", rec.Code)
+	}
+}

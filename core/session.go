@@ -1,0 +1,406 @@
+package core
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// flashPrefix starts the keys of flash messages. Keys starting with a NUL
+// byte are reserved for Tandem and hidden from Keys.
+const flashPrefix = "\x00flash."
+
+// Session is one request's handle on its session. It records what the
+// request changes; the middleware commits the changes when the response
+// header goes out. A Session is safe for use by the goroutines of its
+// request, and must not be kept after the request ends.
+type Session struct {
+	m  *Manager
+	mu sync.Mutex
+
+	id    string
+	rec   *record // the stored session; nil when new or invalidated
+	isNew bool
+	route Route // owner and backup named by the request's cookie
+
+	// Changes recorded since the last commit.
+	set   map[string][]byte
+	del   map[string]struct{}
+	clear bool
+	dirty bool
+	// prev is the stored session whose ID dies at the next commit
+	// (Regenerate, Invalidate); carry says its attributes move to the new ID.
+	prev  *record
+	carry bool
+
+	// cookieID is the session ID the client's cookie holds ("" for none);
+	// staleKey says that cookie was sealed with an old key. The commit sends
+	// a new cookie when these differ from the session's ID, key or route.
+	cookieID    string
+	staleKey    bool
+	invalidated bool
+
+	headerDone bool  // CommitHeader ran
+	headerErr  error // its result
+
+	w responseWriter // the net/http middleware's writer, allocated with the Session
+}
+
+// ID returns the session ID. A new session gets its ID here or when it is
+// first committed.
+func (s *Session) ID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ensureID()
+}
+
+func (s *Session) ensureID() string {
+	if s.id == "" {
+		s.id = newID()
+	}
+	return s.id
+}
+
+// IsNew reports whether the request brought no valid session: it had no
+// cookie, or a tampered, foreign or expired one, or its session was
+// invalidated during this request.
+func (s *Session) IsNew() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isNew
+}
+
+// source is the stored record reads fall through to.
+func (s *Session) source() *record {
+	if s.rec != nil {
+		return s.rec
+	}
+	if s.carry {
+		return s.prev
+	}
+	return nil
+}
+
+// value returns the encoded value of key as this request sees it.
+func (s *Session) value(key string) ([]byte, bool) {
+	if v, ok := s.set[key]; ok {
+		return v, true
+	}
+	if _, ok := s.del[key]; ok || s.clear {
+		return nil, false
+	}
+	src := s.source()
+	if src == nil {
+		return nil, false
+	}
+	src.mu.Lock()
+	v, ok := src.attrs[key]
+	src.mu.Unlock()
+	return v, ok
+}
+
+// Get decodes the value of key into dst, a pointer. It reports false when the
+// key is absent (dst is then untouched).
+func (s *Session) Get(key string, dst any) (bool, error) {
+	s.mu.Lock()
+	v, ok := s.value(key)
+	s.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	if err := s.m.cfg.Codec.Unmarshal(v, dst); err != nil {
+		return true, fmt.Errorf("tandem: decode %q: %w", key, err)
+	}
+	return true, nil
+}
+
+// Get returns the value of key decoded as a T, and whether the key was
+// present. A missing key yields T's zero value and no error.
+func Get[T any](s *Session, key string) (T, bool, error) {
+	var v T
+	ok, err := s.Get(key, &v)
+	return v, ok, err
+}
+
+// Has reports whether key is set.
+func (s *Session) Has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.value(key)
+	return ok
+}
+
+// Set encodes v with the configured Codec and records it under key. It fails
+// at once, changing nothing, when v cannot be encoded, the key is invalid,
+// or the value or the session would exceed a limit.
+func (s *Session) Set(key string, v any) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	b, err := s.m.cfg.Codec.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("tandem: encode %q: %w", key, err)
+	}
+	return s.setEncoded(key, b)
+}
+
+func (s *Session) setEncoded(key string, b []byte) error {
+	lim := s.m.cfg.Limits
+	if len(b) > lim.MaxValueSize {
+		return fmt.Errorf("%w: %q is %d bytes, limit %d", ErrValueTooLarge, key, len(b), lim.MaxValueSize)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, hadOld := s.set[key]
+	delOld, wasDel := s.del[key]
+	if s.set == nil {
+		s.set = make(map[string][]byte)
+	}
+	s.set[key] = b
+	delete(s.del, key)
+	if err := s.checkLimits(); err != nil {
+		// Undo, so a failed Set changes nothing.
+		delete(s.set, key)
+		if hadOld {
+			s.set[key] = old
+		}
+		if wasDel {
+			s.del[key] = delOld
+		}
+		return err
+	}
+	s.dirty = true
+	return nil
+}
+
+// checkLimits checks the session this request would commit against the
+// attribute and size limits. The commit checks again against the stored
+// session of that moment.
+func (s *Session) checkLimits() error {
+	src := s.source()
+	if src != nil {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+	}
+	var base map[string][]byte
+	var baseSize int
+	if src != nil && !s.clear {
+		base, baseSize = src.attrs, src.size
+	}
+	n, size := projected(base, baseSize, s.set, s.del)
+	return s.m.checkSize(n, size)
+}
+
+// projected returns the attribute count and size of base (of size
+// baseSize) after the changes.
+func projected(base map[string][]byte, baseSize int, set map[string][]byte, del map[string]struct{}) (n, size int) {
+	n, size = len(base), baseSize
+	for k := range del {
+		if v, ok := base[k]; ok {
+			n--
+			size -= len(k) + len(v)
+		}
+	}
+	for k, v := range set {
+		if old, ok := base[k]; ok {
+			size -= len(k) + len(old)
+		} else {
+			n++
+		}
+		size += len(k) + len(v)
+	}
+	return n, size
+}
+
+func (m *Manager) checkSize(n, size int) error {
+	lim := m.cfg.Limits
+	if n > lim.MaxAttributes {
+		return fmt.Errorf("%w: %d keys, limit %d", ErrTooManyAttributes, n, lim.MaxAttributes)
+	}
+	if size > lim.MaxSessionSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrSessionTooLarge, size, lim.MaxSessionSize)
+	}
+	return nil
+}
+
+func checkKey(key string) error {
+	if key == "" || len(key) > maxKeyLen || key[0] == 0 {
+		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	return nil
+}
+
+// Delete removes key.
+func (s *Session) Delete(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deleteLocked(key)
+}
+
+func (s *Session) deleteLocked(key string) {
+	delete(s.set, key)
+	if !s.clear {
+		if s.del == nil {
+			s.del = make(map[string]struct{})
+		}
+		s.del[key] = struct{}{}
+	}
+	s.dirty = true
+}
+
+// Keys returns the session's keys, sorted, as this request sees them.
+func (s *Session) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keysLocked(func(k string) bool { return k[0] != 0 })
+}
+
+func (s *Session) keysLocked(keep func(string) bool) []string {
+	var keys []string
+	if src := s.source(); src != nil && !s.clear {
+		src.mu.Lock()
+		for k := range src.attrs {
+			if _, gone := s.del[k]; !gone && keep(k) {
+				if _, dup := s.set[k]; !dup {
+					keys = append(keys, k)
+				}
+			}
+		}
+		src.mu.Unlock()
+	}
+	for k := range s.set {
+		if keep(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Clear removes every attribute. The session and its ID stay.
+func (s *Session) Clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.set, s.del = nil, nil
+	s.clear = true
+	s.dirty = true
+}
+
+// Invalidate ends the session (logout): its data is deleted from this node
+// and its backup when the request commits, and the cookie is cleared. The
+// handle then acts as a new, empty session; a value set afterwards starts a
+// fresh session with a new ID.
+func (s *Session) Invalidate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec != nil {
+		s.prev = s.rec
+	}
+	s.rec, s.carry = nil, false
+	s.id = ""
+	s.set, s.del, s.clear = nil, nil, false
+	s.isNew = true
+	s.dirty = true
+	s.invalidated = true
+}
+
+// Regenerate gives the session a new ID and keeps its data (call it at
+// login, against session fixation). The old ID stops working when the
+// request commits.
+func (s *Session) Regenerate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec != nil {
+		s.prev, s.carry = s.rec, true
+		s.rec = nil
+	}
+	s.id = newID()
+	s.dirty = true
+}
+
+// AddFlash queues a one-time message, read back (and removed) by the next
+// Flashes call, typically on the next page. Each flash is its own attribute,
+// so flashes added by concurrent requests are all kept.
+func (s *Session) AddFlash(msg string) error {
+	b, err := JSONCodec{}.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	key := fmt.Sprintf("%s%016x%08x", flashPrefix, s.m.cfg.Now().UnixNano(), s.m.flashSeq.Add(1))
+	return s.setEncoded(key, b)
+}
+
+// Flashes returns the queued flash messages, oldest first, and removes them.
+func (s *Session) Flashes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := s.keysLocked(func(k string) bool { return strings.HasPrefix(k, flashPrefix) })
+	msgs := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v, _ := s.value(k)
+		var msg string
+		if (JSONCodec{}).Unmarshal(v, &msg) == nil {
+			msgs = append(msgs, msg)
+		}
+		s.deleteLocked(k)
+	}
+	return msgs
+}
+
+// merged returns a new map: base with the recorded changes applied.
+func (s *Session) merged(base map[string][]byte) map[string][]byte {
+	if s.clear {
+		base = nil
+	}
+	attrs := make(map[string][]byte, len(base)+len(s.set))
+	maps.Copy(attrs, base)
+	for k := range s.del {
+		delete(attrs, k)
+	}
+	maps.Copy(attrs, s.set)
+	return attrs
+}
+
+// apply writes the recorded changes into rec, whose lock the caller holds,
+// and returns them as sorted slices for the replicator.
+func (s *Session) apply(rec *record) (set []Attr, del []string) {
+	if s.clear {
+		rec.attrs = make(map[string][]byte, len(s.set))
+	}
+	for k := range s.del {
+		if _, ok := rec.attrs[k]; ok {
+			delete(rec.attrs, k)
+			del = append(del, k)
+		}
+	}
+	set = make([]Attr, 0, len(s.set))
+	for k, v := range s.set {
+		rec.attrs[k] = v
+		set = append(set, Attr{Key: k, Value: v})
+	}
+	slices.SortFunc(set, func(a, b Attr) int { return strings.Compare(a.Key, b.Key) })
+	slices.Sort(del)
+	return set, del
+}
+
+func sortedAttrs(m map[string][]byte) []Attr {
+	out := make([]Attr, 0, len(m))
+	for k, v := range m {
+		out = append(out, Attr{Key: k, Value: v})
+	}
+	slices.SortFunc(out, func(a, b Attr) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+func sizeOf(m map[string][]byte) int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+func unixTime(ns int64) time.Time { return time.Unix(0, ns) }

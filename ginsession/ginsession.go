@@ -1,0 +1,87 @@
+// Package ginsession wires Tandem sessions (package core) into Gin.
+//
+//	r := gin.New()
+//	r.Use(ginsession.Middleware(manager))
+//	r.GET("/", func(c *gin.Context) {
+//		s := ginsession.Get(c)
+//		_ = s.Set("visits", 1)
+//	})
+package ginsession
+
+import (
+	"bufio"
+	"net"
+
+	"github.com/gin-gonic/gin"
+	"github.com/tandemsession/tandem/core"
+)
+
+// Middleware loads the request's session and commits its changes just before
+// the response header is written, or when the handlers return if they wrote
+// nothing. Read the session with Get.
+func Middleware(m *core.Manager) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		r := c.Request
+		s := m.Load(r)
+		c.Request = r.WithContext(core.NewContext(r.Context(), s))
+		inner := c.Writer
+		w := &writer{ResponseWriter: inner, s: s, c: c}
+		c.Writer = w
+		c.Next()
+		c.Writer = inner
+		if inner.Written() && !s.HeaderCommitted() {
+			// Written around the session (by a middleware that kept the
+			// original writer): the cookie can no longer go out.
+			_ = s.Finish(c.Request.Context())
+			return
+		}
+		s.Done(inner, c.Request)
+	}
+}
+
+// Get returns the request's session. It is nil when Middleware did not run.
+func Get(c *gin.Context) *core.Session {
+	return core.FromContext(c.Request.Context())
+}
+
+// writer commits the session before gin writes the header.
+type writer struct {
+	gin.ResponseWriter
+	s *core.Session
+	c *gin.Context
+}
+
+func (w *writer) open() bool { return w.s.Open(w.ResponseWriter, w.c.Request) }
+
+func (w *writer) WriteHeaderNow() {
+	if w.open() {
+		w.ResponseWriter.WriteHeaderNow()
+	}
+}
+
+func (w *writer) Write(b []byte) (int, error) {
+	if !w.open() {
+		return 0, core.ErrResponseAborted
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *writer) WriteString(s string) (int, error) {
+	if !w.open() {
+		return 0, core.ErrResponseAborted
+	}
+	return w.ResponseWriter.WriteString(s)
+}
+
+func (w *writer) Flush() {
+	if w.open() {
+		w.ResponseWriter.Flush()
+	}
+}
+
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if err := w.s.CommitHeader(w.c.Request.Context(), nil); err != nil {
+		return nil, nil, err
+	}
+	return w.ResponseWriter.Hijack()
+}
