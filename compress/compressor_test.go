@@ -154,6 +154,10 @@ func TestHeaderCodecs(t *testing.T) {
 			t.Errorf("%s: header codec %d dict %d, want %d, 0", name, id, dict, want)
 		}
 	}
+	big := sizedPayload(dictMaxPayload+1, 1)
+	if codec, _ := header(t, mustNew(t, Config{Dictionaries: dictRegistry(t, 1)}).Encode(nil, big)); codec != IDZstdFastest {
+		t.Errorf("payload over %d bytes with a dictionary active: codec %d, want zstd-fastest", dictMaxPayload, codec)
+	}
 	for _, id := range []uint32{1, 7, 8, 255, 1 << 20, 1<<32 - 1} {
 		c := mustNew(t, Config{Dictionaries: dictRegistry(t, id)})
 		f := c.Encode(nil, in)

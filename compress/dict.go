@@ -59,7 +59,12 @@ func (d *dictionary) codec(l Level) (*zstdCodec, error) {
 			lc.err = fmt.Errorf("compress: dictionary %d: %w", d.id, err)
 			return
 		}
-		lc.codec = &zstdCodec{id: IDZstdDict, name: NameZstdDict, dictID: d.id, enc: enc, dec: d.dec}
+		small, err := newZstdEncoder(l, zstd.WithEncoderDict(d.data), zstd.WithNoEntropyCompression(true))
+		if err != nil {
+			lc.err = fmt.Errorf("compress: dictionary %d: %w", d.id, err)
+			return
+		}
+		lc.codec = &zstdCodec{id: IDZstdDict, name: NameZstdDict, dictID: d.id, enc: enc, dec: d.dec, small: small}
 	})
 	return lc.codec, lc.err
 }

@@ -110,7 +110,10 @@ func newZstdDecoder(extra ...zstd.DOption) (*zstd.Decoder, error) {
 
 // NewZstd returns a zstd codec at the given level. Each codec owns an
 // encoder and a decoder sized for GOMAXPROCS concurrent calls; create it
-// once and share it.
+// once and share it. Its payloads are standard zstd frames; its Decode
+// accepts only frames shaped like its own output (one single-segment frame
+// declaring its content size, nothing after it), as that is what lets it
+// bound the output before decoding.
 func NewZstd(level Level) (Codec, error) {
 	if !level.valid() {
 		return nil, fmt.Errorf("compress: invalid zstd level %d", int(level))
@@ -133,12 +136,25 @@ type zstdCodec struct {
 	dictID uint32 // 0 without dictionary
 	enc    *zstd.Encoder
 	dec    *zstd.Decoder
+	// small, if set, encodes payloads shorter than smallDictPayload. Used
+	// with dictionaries: for small payloads the dictionary supplies most
+	// matches and Huffman-coding the few remaining literals costs more
+	// time (~45% of the encode) than it saves bytes (<0.5%).
+	small *zstd.Encoder
 }
+
+// smallDictPayload is the payload size below which dictionary codecs skip
+// literal entropy coding. Measured on session deltas: at 256 bytes the
+// ratio drops from 2.18 to 2.17, at 512 bytes from 2.52 to 2.42.
+const smallDictPayload = 384
 
 func (c *zstdCodec) ID() byte     { return c.id }
 func (c *zstdCodec) Name() string { return c.name }
 
 func (c *zstdCodec) Encode(dst, src []byte) []byte {
+	if c.small != nil && len(src) < smallDictPayload {
+		return encodeZstd(c.small, dst, src)
+	}
 	return encodeZstd(c.enc, dst, src)
 }
 

@@ -261,3 +261,9 @@ func (m *Manager) location() Route {
 	o, b := m.locator.Location()
 	return Route{Owner: o, Backup: b}
 }
+
+// Timeouts returns the configured idle timeout and absolute lifetime. A
+// replicator uses them to expire backup copies.
+func (m *Manager) Timeouts() (idle, lifetime time.Duration) {
+	return m.cfg.IdleTimeout, m.cfg.Lifetime
+}

@@ -11,6 +11,7 @@ package ginsession
 import (
 	"bufio"
 	"net"
+	"net/http"
 
 	"github.com/gin-gonic/gin"
 	"github.com/tandemsession/tandem/core"
@@ -18,16 +19,25 @@ import (
 
 // Middleware loads the request's session and commits its changes just before
 // the response header is written, or when the handlers return if they wrote
-// nothing. Read the session with Get.
+// nothing. Read the session with Get. When a handler panics, nothing it
+// changed is committed unless the header already went out.
 func Middleware(m *core.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		r := c.Request
 		s := m.Load(r)
 		c.Request = r.WithContext(core.NewContext(r.Context(), s))
 		inner := c.Writer
-		w := &writer{ResponseWriter: inner, s: s, c: c}
-		c.Writer = w
+		c.Writer = &writer{ResponseWriter: inner, s: s, c: c}
+		returned := false
+		defer func() {
+			if !returned {
+				// A handler panicked: hand the original writer back, so the
+				// error response of a recovery middleware commits nothing.
+				c.Writer = inner
+			}
+		}()
 		c.Next()
+		returned = true
 		c.Writer = inner
 		if inner.Written() && !s.HeaderCommitted() {
 			// Written around the session (by a middleware that kept the
@@ -44,12 +54,15 @@ func Get(c *gin.Context) *core.Session {
 	return core.FromContext(c.Request.Context())
 }
 
-// writer commits the session before gin writes the header.
+// writer commits the session before gin writes the header. Unwrap keeps
+// http.NewResponseController working (deadlines, full duplex).
 type writer struct {
 	gin.ResponseWriter
 	s *core.Session
 	c *gin.Context
 }
+
+func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *writer) open() bool { return w.s.Open(w.ResponseWriter, w.c.Request) }
 

@@ -27,14 +27,22 @@ func TestMain(m *testing.M) {
 
 const cookieName = "tandem"
 
-// newManager returns a manager with fresh random keys, closed when the test
-// ends.
+// newManager returns a manager with fresh random keys and the given limits,
+// closed when the test ends.
 func newManager(t testing.TB, limits core.Limits) *core.Manager {
+	t.Helper()
+	return newManagerConfig(t, core.Config{Limits: limits})
+}
+
+// newManagerConfig returns a manager for cfg with fresh random keys, closed
+// when the test ends.
+func newManagerConfig(t testing.TB, cfg core.Config) *core.Manager {
 	t.Helper()
 	k := core.KeyPair{Hash: make([]byte, 32), Block: make([]byte, 32)}
 	_, _ = rand.Read(k.Hash)
 	_, _ = rand.Read(k.Block)
-	m, err := core.NewManager(core.Config{Keys: []core.KeyPair{k}, Limits: limits})
+	cfg.Keys = []core.KeyPair{k}
+	m, err := core.NewManager(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,16 +208,37 @@ func TestNewSessionGetsCookie(t *testing.T) {
 	}
 }
 
-func TestReadOnlyNewSessionSetsNoCookie(t *testing.T) {
+func TestReadOnlyNewSessionStoresNothing(t *testing.T) {
 	m := newManager(t, core.Limits{})
+	c := newClient(t, newServer(t, newEngine(m)))
+
+	// By default a new session's cookie goes out with the first header,
+	// written or not; nothing is stored until a value is set.
+	resp := c.expect("GET", "/get?k=a", 200, "")
+	if sessionCookie(resp) == nil {
+		t.Error("a new session's cookie did not go out with the header")
+	}
+	if m.Len() != 0 {
+		t.Errorf("m.Len() = %d after a read-only request, want 0", m.Len())
+	}
+	c.expect("GET", "/set?k=a&v=1", 200, "ok")
+	c.expect("GET", "/get?k=a", 200, "1")
+	if m.Len() != 1 {
+		t.Errorf("m.Len() = %d, want 1", m.Len())
+	}
+}
+
+func TestLazyCookieReadOnlySetsNoCookie(t *testing.T) {
+	m := newManagerConfig(t, core.Config{Cookie: core.CookieConfig{Lazy: true}})
 	c := newClient(t, newServer(t, newEngine(m)))
 
 	resp := c.expect("GET", "/get?k=a", 200, "")
 	if ck := sessionCookie(resp); ck != nil {
-		t.Errorf("read-only request of a new session set cookie %v", ck)
+		t.Errorf("read-only request of a new lazy session set cookie %v", ck)
 	}
-	if m.Len() != 0 {
-		t.Errorf("m.Len() = %d, want 0", m.Len())
+	resp = c.expect("GET", "/set?k=a&v=1", 200, "ok")
+	if sessionCookie(resp) == nil {
+		t.Error("no cookie on the first write of a lazy session")
 	}
 }
 
@@ -321,7 +350,10 @@ func TestSetThenWriteSendsCookie(t *testing.T) {
 	c.expect("GET", "/get?k=k", 200, "v")
 }
 
-func TestWriteThenSetStoresValueButCannotSendCookie(t *testing.T) {
+// TestWriteThenSetKeepsValue: the handler writes the body before it touches
+// the session. The new session's cookie went out with the header, so the
+// value set afterwards is found on the next request.
+func TestWriteThenSetKeepsValue(t *testing.T) {
 	m := newManager(t, core.Limits{})
 	r := newEngine(m)
 	r.GET("/write-set", func(c *gin.Context) {
@@ -331,12 +363,35 @@ func TestWriteThenSetStoresValueButCannotSendCookie(t *testing.T) {
 	c := newClient(t, newServer(t, r))
 
 	resp := c.expect("GET", "/write-set", 200, "body")
+	if sessionCookie(resp) == nil {
+		t.Fatal("no cookie for a new session whose handler wrote the body first")
+	}
+	c.expect("GET", "/get?k=k", 200, "v")
+	if m.Len() != 1 {
+		t.Errorf("m.Len() = %d, want 1", m.Len())
+	}
+}
+
+// TestLazyWriteThenSetStoresValueButCannotSendCookie: with a lazy cookie
+// the header of a write-first handler carries no cookie; the value set
+// afterwards is still committed to the store, but the client cannot name it.
+func TestLazyWriteThenSetStoresValueButCannotSendCookie(t *testing.T) {
+	m := newManagerConfig(t, core.Config{Cookie: core.CookieConfig{Lazy: true}})
+	r := newEngine(m)
+	r.GET("/write-set", func(c *gin.Context) {
+		c.String(http.StatusOK, "body")
+		_ = ginsession.Get(c).Set("k", "v")
+	})
+	c := newClient(t, newServer(t, r))
+
+	resp := c.expect("GET", "/write-set", 200, "body")
 	if ck := sessionCookie(resp); ck != nil {
-		t.Fatalf("cookie %v sent after the header went out", ck)
+		t.Fatalf("cookie %v sent for a lazy session before it was written", ck)
 	}
 	if m.Len() != 1 {
-		t.Fatalf("m.Len() = %d, want 1: the value is committed even though no cookie could go out", m.Len())
+		t.Fatalf("m.Len() = %d, want 1: the value is committed though no cookie could go out", m.Len())
 	}
+	c.expect("GET", "/get?k=k", 200, "")
 }
 
 func TestWriteThenSetOnExistingSessionCommits(t *testing.T) {
@@ -523,6 +578,7 @@ func streamRoute(r *gin.Engine, path string, release <-chan struct{}, flush func
 		}
 		if err := flush(c); err != nil {
 			_, _ = c.Writer.WriteString("flush error: " + err.Error() + "\n")
+			return // the client could not see the first line before release
 		}
 		<-release
 		_, _ = c.Writer.WriteString("second\n")

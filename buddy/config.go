@@ -1,0 +1,221 @@
+package buddy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/tandemsession/tandem/compress"
+)
+
+// Mode says when a commit counts as replicated.
+type Mode int
+
+const (
+	// Sync (the default) makes Replicate's acknowledgement wait until the
+	// buddy holds the change, so the response header goes out only once
+	// the change exists on two nodes.
+	Sync Mode = iota
+	// Async queues the change and acknowledges at once. A crash of the
+	// owner loses what was still queued: Stats().QueueDepth and
+	// ReplicationLag bound it.
+	Async
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Sync:
+		return "sync"
+	case Async:
+		return "async"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// ErrorPolicy says what a synchronous commit does when its buddy does not
+// acknowledge in time.
+type ErrorPolicy int
+
+const (
+	// Degrade (the default) serves the request anyway, counts it, marks the
+	// buddy suspect and resends the session in full once the buddy answers
+	// again. The change exists on one node until then.
+	Degrade ErrorPolicy = iota
+	// Fail fails the request (503 through core's default error handler).
+	// The change is still committed on this node.
+	Fail
+)
+
+// Peer is one node of the cluster.
+type Peer struct {
+	// ID names the node; IDs order the buddy ring. Required, at most 64
+	// bytes.
+	ID string
+	// Addr is the node's replication address, host:port. Required.
+	Addr string
+	// Zone is the node's failure domain (rack, machine, availability zone).
+	// A node prefers a buddy in another zone. Default "" (one zone).
+	Zone string
+}
+
+// Config configures a Node. Fields without a stated requirement have working
+// defaults.
+type Config struct {
+	// ID is this node's ID. Required.
+	ID string
+	// Zone is this node's failure domain. Default "".
+	Zone string
+	// ListenAddr is the replication listener's address (not the
+	// application's port). Required unless Listener is set.
+	ListenAddr string
+	// Listener, when set, is used instead of listening on ListenAddr.
+	// Tests pass a listener on 127.0.0.1:0.
+	Listener net.Listener
+	// AdvertiseAddr is the address peers dial. Default: the listener's
+	// address.
+	AdvertiseAddr string
+	// Peers is the static cluster: every node, this one included or not.
+	Peers []Peer
+	// ClusterKeys authenticate and encrypt every replication message
+	// (AES-256-GCM): each exactly 32 bytes; the first seals, all open, so
+	// keys rotate by adding the new key second on every node, then moving
+	// it first, then dropping the old one. Required.
+	ClusterKeys [][]byte
+	// TLS, when set, serves and dials HTTP/2 over TLS; set ClientCAs with
+	// ClientAuth tls.RequireAndVerifyClientCert and Certificates (used as
+	// the client certificate too) for mutual TLS. Default nil: HTTP/2
+	// without TLS (h2c, prior knowledge), still sealed with ClusterKeys.
+	TLS *tls.Config
+	// Mode is Sync (default) or Async.
+	Mode Mode
+	// OnReplicationError is Degrade (default) or Fail.
+	OnReplicationError ErrorPolicy
+	// ReplicationTimeout bounds how long a synchronous commit waits for its
+	// buddy, and each replication request. Default 2 seconds.
+	ReplicationTimeout time.Duration
+	// Compression selects the codec for batches. Default: compress's
+	// default (zstd, fastest level).
+	Compression compress.Config
+	// MaxBatchRecords is the most records in one batch. Default 1024.
+	MaxBatchRecords int
+	// MaxBatchBytes is the most raw bytes in one batch (before
+	// compression); a single larger record still goes alone. Default 1 MiB.
+	MaxBatchBytes int
+	// QueueSize bounds the records queued for the buddy. When it is full, a
+	// change is not queued: its session is marked for a full resend, which
+	// happens once the queue drains (counted in Stats().QueueOverflows). A
+	// synchronous commit then fails or degrades per OnReplicationError.
+	// Default 65,536.
+	QueueSize int
+	// TouchInterval is the least time between two touches of one session
+	// sent to the buddy; backups expire TouchInterval after the owner's
+	// idle timeout. Default 1 minute.
+	TouchInterval time.Duration
+	// MaxBodySize bounds a replication request body as received. Default
+	// 16 MiB.
+	MaxBodySize int
+	// MaxDecodedSize bounds a batch after decompression. Default 64 MiB.
+	MaxDecodedSize int
+	// Limits bound what a decoded batch may hold. Default DefaultLimits().
+	Limits Limits
+	// Logger receives the node's log records. Default: discarded.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// ErrInvalidConfig wraps every error New returns for a bad Config.
+var ErrInvalidConfig = errors.New("buddy: invalid config")
+
+func (cfg Config) withDefaults() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return cfg, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if cfg.ID == "" || len(cfg.ID) > 64 {
+		return bad("ID: %q must be 1 to 64 bytes", cfg.ID)
+	}
+	if cfg.ListenAddr == "" && cfg.Listener == nil {
+		return bad("ListenAddr or Listener is required")
+	}
+	if len(cfg.ClusterKeys) == 0 {
+		return bad("ClusterKeys: at least one 32-byte key is required")
+	}
+	for i, k := range cfg.ClusterKeys {
+		if len(k) != 32 {
+			return bad("ClusterKeys[%d]: %d bytes, need 32", i, len(k))
+		}
+	}
+	seen := map[string]bool{}
+	for i, p := range cfg.Peers {
+		if p.ID == "" || len(p.ID) > 64 {
+			return bad("Peers[%d].ID: %q must be 1 to 64 bytes", i, p.ID)
+		}
+		if seen[p.ID] {
+			return bad("Peers[%d].ID: %q listed twice", i, p.ID)
+		}
+		seen[p.ID] = true
+		if p.ID == cfg.ID {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+			return bad("Peers[%d].Addr: %v", i, err)
+		}
+	}
+	if cfg.Mode != Sync && cfg.Mode != Async {
+		return bad("Mode: unknown %v", cfg.Mode)
+	}
+	if cfg.OnReplicationError != Degrade && cfg.OnReplicationError != Fail {
+		return bad("OnReplicationError: unknown %d", cfg.OnReplicationError)
+	}
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"ReplicationTimeout", &cfg.ReplicationTimeout, 2 * time.Second},
+		{"TouchInterval", &cfg.TouchInterval, time.Minute},
+	}
+	for _, d := range durations {
+		if *d.d < 0 {
+			return bad("%s: negative (%v)", d.name, *d.d)
+		}
+		if *d.d == 0 {
+			*d.d = d.def
+		}
+	}
+	ints := []struct {
+		name string
+		n    *int
+		def  int
+	}{
+		{"MaxBatchRecords", &cfg.MaxBatchRecords, 1024},
+		{"MaxBatchBytes", &cfg.MaxBatchBytes, 1 << 20},
+		{"QueueSize", &cfg.QueueSize, 65536},
+		{"MaxBodySize", &cfg.MaxBodySize, 16 << 20},
+		{"MaxDecodedSize", &cfg.MaxDecodedSize, 64 << 20},
+	}
+	for _, n := range ints {
+		if *n.n < 0 {
+			return bad("%s: negative (%d)", n.name, *n.n)
+		}
+		if *n.n == 0 {
+			*n.n = n.def
+		}
+	}
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits()
+	}
+	if cfg.MaxBatchRecords > cfg.Limits.MaxRecords {
+		return bad("MaxBatchRecords %d exceeds Limits.MaxRecords %d: peers would reject the batches", cfg.MaxBatchRecords, cfg.Limits.MaxRecords)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg, nil
+}

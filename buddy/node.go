@@ -1,0 +1,409 @@
+// Package buddy replicates Tandem sessions to a backup node, the buddy.
+//
+// A Node implements core.Replicator: wire it into core.Config.Replicator and
+// every committed change of a session goes to the node's buddy as a delta
+// (only the attributes that changed), batched with the other changes of the
+// moment (group commit), compressed, sealed with the cluster key, over
+// HTTP/2. The buddy of a node is its successor in ID order among the peers.
+//
+// In Sync mode (the default) a commit's acknowledgement, and so the
+// response header, waits until the buddy holds the change. In Async mode
+// the change is queued and the response does not wait.
+//
+// The buddy keeps the copies apart from its own sessions. It applies a delta
+// only on top of the version the delta names; when its copy is missing or
+// behind, it answers that it needs a full copy, and the owner sends the
+// whole session.
+package buddy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tandemsession/tandem/compress"
+	"github.com/tandemsession/tandem/core"
+)
+
+// Node is one member of a Tandem cluster. Create it with New, hand it to
+// core.Config.Replicator, and stop it with Close.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	sealer  *Sealer
+	comp    *compress.Compressor
+	peers   map[string]Peer
+	windows map[string]*ReplayWindow
+	seq     atomic.Uint64
+
+	mgr     atomic.Pointer[core.Manager]
+	backups *backups
+	sender  *sender
+	touches touchThrottle
+	stats   counters
+
+	ln     net.Listener
+	srv    *http.Server
+	client *http.Client
+	scheme string
+
+	stop      chan struct{}
+	ctx       context.Context // canceled by Close: ends requests in flight
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var (
+	_ core.Replicator = (*Node)(nil)
+	_ core.Toucher    = (*Node)(nil)
+	_ core.Binder     = (*Node)(nil)
+	_ core.Locator    = (*Node)(nil)
+)
+
+// New validates cfg, starts the replication listener and the sender, and
+// returns the node.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := NewSealer(cfg.ID, cfg.ClusterKeys)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	comp, err := compress.New(cfg.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Compression: %w", ErrInvalidConfig, err)
+	}
+	n := &Node{
+		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
+		peers: make(map[string]Peer), windows: make(map[string]*ReplayWindow),
+		backups: newBackups(), stop: make(chan struct{}),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.seq.Store(uint64(time.Now().UnixNano()))
+	n.touches.init()
+	for _, p := range cfg.Peers {
+		if p.ID != cfg.ID {
+			n.peers[p.ID] = p
+			n.windows[p.ID] = new(ReplayWindow)
+		}
+	}
+	n.sender = newSender(n)
+	n.sender.to = n.pickBuddy()
+	if err := n.listen(); err != nil {
+		n.cancel()
+		return nil, err
+	}
+	if n.sender.to.ID == "" {
+		n.log.Warn("buddy: running alone, sessions have no backup")
+	} else {
+		n.log.Info("buddy: replicating", "buddy", n.sender.to.ID, "mode", cfg.Mode)
+	}
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.sender.run(n.stop) }()
+	go func() { defer n.wg.Done(); n.expireLoop() }()
+	return n, nil
+}
+
+// pickBuddy returns this node's buddy: its successor in ID order among the
+// peers, preferring a peer in another zone when there is one.
+func (n *Node) pickBuddy() Peer {
+	ids := slices.Sorted(func(yield func(string) bool) {
+		for id := range n.peers {
+			if !yield(id) {
+				return
+			}
+		}
+	})
+	if len(ids) == 0 {
+		return Peer{}
+	}
+	// Successors in ring order, starting after this node's ID.
+	i, _ := slices.BinarySearch(ids, n.cfg.ID)
+	ring := append(ids[i:], ids[:i]...)
+	for _, id := range ring {
+		if p := n.peers[id]; p.Zone != n.cfg.Zone {
+			return p
+		}
+	}
+	return n.peers[ring[0]]
+}
+
+// listen starts the HTTP/2 server.
+func (n *Node) listen() error {
+	ln := n.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", n.cfg.ListenAddr); err != nil {
+			return fmt.Errorf("buddy: listen: %w", err)
+		}
+	}
+	n.ln = ln
+	var protos http.Protocols
+	n.scheme = "http"
+	if n.cfg.TLS != nil {
+		protos.SetHTTP2(true)
+		n.scheme = "https"
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	n.srv = &http.Server{
+		Handler:           n.routes(),
+		Protocols:         &protos,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	tr := &http.Transport{
+		Protocols:           &protos,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     5 * time.Minute,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}
+	if n.cfg.TLS != nil {
+		n.srv.TLSConfig = n.cfg.TLS.Clone()
+		tc := n.cfg.TLS.Clone()
+		if len(tc.Certificates) > 0 && tc.GetClientCertificate == nil {
+			certs := tc.Certificates
+			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &certs[0], nil }
+		}
+		if tc.RootCAs == nil {
+			tc.RootCAs = tc.ClientCAs
+		}
+		tr.TLSClientConfig = tc
+	}
+	n.client = &http.Client{Transport: tr}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		var err error
+		if n.cfg.TLS != nil {
+			err = n.srv.ServeTLS(ln, "", "")
+		} else {
+			err = n.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("buddy: replication server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr returns the address the replication listener is bound to.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// ID returns the node's ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Close stops the node at once: the listener, the sender (waiting commits
+// fail) and the expiry loop. It does not hand sessions over.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		n.cancel()
+		_ = n.srv.Close()
+		n.wg.Wait()
+		n.client.CloseIdleConnections()
+	})
+	return nil
+}
+
+// Bind implements core.Binder: the node reads the manager's sessions to send
+// full copies.
+func (n *Node) Bind(m *core.Manager) { n.mgr.Store(m) }
+
+// Location implements core.Locator: this node owns the sessions it serves,
+// and its buddy backs them up.
+func (n *Node) Location() (owner, backup string) {
+	n.sender.mu.Lock()
+	defer n.sender.mu.Unlock()
+	return n.cfg.ID, n.sender.to.ID
+}
+
+// Replicate implements core.Replicator.
+func (n *Node) Replicate(c *core.Change) core.Ack {
+	kind := KindDelta
+	switch {
+	case c.Removed:
+		kind = KindRemove
+		n.touches.forget(c.ID)
+	case c.Full:
+		kind = KindFull
+		if c.PrevID != "" {
+			n.touches.forget(c.PrevID)
+		}
+		n.touches.mark(c.ID, c.Accessed.UnixNano())
+	default:
+		n.touches.mark(c.ID, c.Accessed.UnixNano())
+	}
+	b, full := n.sender.enqueue(Record{Kind: kind, Change: c})
+	if n.cfg.Mode == Async || (b == nil && !full) {
+		return nil
+	}
+	return &ack{n: n, b: b}
+}
+
+// Flush waits until every change queued before the call, and every pending
+// full resend, has been acknowledged by the buddy, or ctx ends.
+func (n *Node) Flush(ctx context.Context) error { return n.sender.flush(ctx) }
+
+// Touch implements core.Toucher: at most one touch per session per
+// TouchInterval reaches the buddy.
+func (n *Node) Touch(id string, at time.Time) {
+	if n.touches.due(id, at.UnixNano(), int64(n.cfg.TouchInterval)) {
+		n.sender.enqueue(Record{Kind: KindTouch, Change: &core.Change{ID: id, Accessed: at}})
+	}
+}
+
+// Backup returns the backup copy this node holds of another node's session,
+// as a full copy, and the owner that sent it.
+func (n *Node) Backup(id string) (c *core.Change, owner string, ok bool) {
+	return n.backups.get(id)
+}
+
+// BackupIDs returns the IDs of the backup copies held for owner, or for
+// every owner when owner is "".
+func (n *Node) BackupIDs(owner string) []string { return n.backups.ids(owner) }
+
+// fullCopies returns full-copy records of the given sessions, or removals
+// for those this node no longer holds.
+func (n *Node) fullCopies(ids []string) []Record {
+	m := n.mgr.Load()
+	out := make([]Record, 0, len(ids))
+	for _, id := range ids {
+		if m != nil {
+			if c, ok := m.Snapshot(id); ok {
+				out = append(out, Record{Kind: KindFull, Change: c})
+				continue
+			}
+		}
+		out = append(out, Record{Kind: KindRemove, Change: &core.Change{ID: id, Removed: true}})
+	}
+	return out
+}
+
+// suspect notes that the buddy failed to acknowledge in time.
+func (n *Node) suspect(err error) {
+	n.log.Warn("buddy: commit served without a second copy", "err", err)
+}
+
+// expireLoop drops backup copies whose sessions must have expired on their
+// owner.
+func (n *Node) expireLoop() {
+	every := min(max(n.cfg.TouchInterval/2, time.Second), 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.ExpireBackups()
+		}
+	}
+}
+
+// ExpireBackups drops the backup copies idle for longer than the owner's
+// idle timeout plus TouchInterval, or older than the absolute lifetime, and
+// returns how many. The node calls it periodically; tests call it directly.
+func (n *Node) ExpireBackups() int {
+	m := n.mgr.Load()
+	if m == nil {
+		return 0
+	}
+	idle, life := m.Timeouts()
+	k := n.backups.expire(n.cfg.Now().UnixNano(), int64(idle+n.cfg.TouchInterval), int64(life))
+	n.stats.backupsExpired.Add(uint64(k))
+	return k
+}
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() Stats {
+	s := n.sender
+	s.mu.Lock()
+	buddy, depth, resync := s.to.ID, s.size, len(s.resync)
+	s.mu.Unlock()
+	c := &n.stats
+	st := Stats{
+		ID: n.cfg.ID, Buddy: buddy, Mode: n.cfg.Mode.String(),
+		RecordsSent: c.recordsSent.Load(), BytesRaw: c.bytesRaw.Load(), BytesWire: c.bytesWire.Load(),
+		Batches: c.batches.Load(), BatchSizes: c.batchSizes.snapshot(), Acks: c.acks.Load(),
+		Latency: c.latency.snapshot(), QueueDepth: depth, QueueOverflows: c.queueOverflows.Load(),
+		SendErrors: c.sendErrors.Load(), Degraded: c.degraded.Load(), FullCopies: c.fullCopies.Load(),
+		Resyncs: resync, Backups: n.backups.len(), RecordsApplied: c.recordsApplied.Load(),
+		RecordsIgnored: c.recordsIgnored.Load(), GapsReported: c.gapsReported.Load(),
+		BytesReceived: c.bytesReceived.Load(), BackupsExpired: c.backupsExpired.Load(),
+		Rejected: make(map[string]uint64),
+	}
+	for i, r := range rejectReasons {
+		if v := c.rejected[i].Load(); v > 0 {
+			st.Rejected[r] = v
+		}
+	}
+	return st
+}
+
+// touchThrottle remembers when each session's last touch went out.
+type touchThrottle struct {
+	shards [16]struct {
+		mu   sync.Mutex
+		last map[string]int64
+	}
+}
+
+func (t *touchThrottle) init() {
+	for i := range t.shards {
+		t.shards[i].last = make(map[string]int64)
+	}
+}
+
+func (t *touchThrottle) shard(id string) int {
+	if id == "" {
+		return 0
+	}
+	return int(id[len(id)-1]) % len(t.shards)
+}
+
+// due reports whether a touch of id at now should go out, and records it.
+func (t *touchThrottle) due(id string, now, interval int64) bool {
+	sh := &t.shards[t.shard(id)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if last, ok := sh.last[id]; ok && now-last < interval {
+		return false
+	}
+	sh.last[id] = now
+	return true
+}
+
+// mark records that the buddy learned of an access at now with a change.
+func (t *touchThrottle) mark(id string, now int64) {
+	sh := &t.shards[t.shard(id)]
+	sh.mu.Lock()
+	sh.last[id] = max(sh.last[id], now)
+	sh.mu.Unlock()
+}
+
+func (t *touchThrottle) forget(id string) {
+	sh := &t.shards[t.shard(id)]
+	sh.mu.Lock()
+	delete(sh.last, id)
+	sh.mu.Unlock()
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}

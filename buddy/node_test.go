@@ -1,0 +1,190 @@
+package buddy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestSyncReplicatesEveryChange(t *testing.T) {
+	ms := cluster(t, 2, nil)
+	a, b := ms[0], ms[1]
+	u := &browser{t: t}
+	steps := []string{"/set?x=1&y=2", "/set?x=3", "/del?y=", "/", "/clear", "/set?z=9", "/login", "/set?after=login"}
+	var ids []string
+	for _, p := range steps {
+		u.do(a, p)
+		ids = append(ids, u.id)
+		// Sync: the buddy holds the change as soon as the response is out.
+		sameCopy(t, a, b, u.id)
+	}
+	old := ids[5] // the ID before login
+	if _, _, ok := b.node.Backup(old); ok {
+		t.Fatal("buddy kept the ID that login retired")
+	}
+	u.do(a, "/logout")
+	if _, _, ok := b.node.Backup(ids[len(ids)-1]); ok {
+		t.Fatal("buddy kept the copy of a logged-out session")
+	}
+	if st := a.node.Stats(); st.Acks == 0 || st.Buddy != "n2" || st.BytesWire == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestThreeNodeRing(t *testing.T) {
+	ms := cluster(t, 3, nil)
+	for i, m := range ms {
+		next := ms[(i+1)%3]
+		if o, bk := m.node.Location(); o != m.node.ID() || bk != next.node.ID() {
+			t.Fatalf("%s: location %s/%s", m.node.ID(), o, bk)
+		}
+		u := &browser{t: t}
+		u.do(m, "/set?k="+m.node.ID())
+		sameCopy(t, m, next, u.id)
+		if got := len(ms[(i+2)%3].node.BackupIDs(m.node.ID())); got != 0 {
+			t.Fatalf("non-buddy holds %d copies of %s", got, m.node.ID())
+		}
+	}
+}
+
+func TestConcurrentWritersConverge(t *testing.T) {
+	for _, mode := range []Mode{Sync, Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			ms := cluster(t, 3, func(c *Config) { c.Mode = mode })
+			a, b := ms[0], ms[1]
+			shared := &browser{t: t}
+			shared.do(a, "/set?init=1")
+			var wg sync.WaitGroup
+			ids := make([]string, 8)
+			for w := range 8 {
+				wg.Go(func() {
+					own := &browser{t: t}
+					one := &browser{t: t, cookie: shared.cookie}
+					for i := range 40 {
+						own.do(a, fmt.Sprintf("/set?k%d=%d", i%5, i))
+						one.do(a, fmt.Sprintf("/set?w%d=%d", w, i))
+					}
+					ids[w] = own.id
+				})
+			}
+			wg.Wait()
+			if err := a.node.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range append(ids, shared.id) {
+				sameCopy(t, a, b, id)
+			}
+			snap, _ := a.mgr.Snapshot(shared.id)
+			if len(snap.Set) != 9 || snap.Version != 1+8*40 {
+				t.Fatalf("shared session: %d keys, version %d", len(snap.Set), snap.Version)
+			}
+		})
+	}
+}
+
+func TestGapTriggersFullCopy(t *testing.T) {
+	ms := cluster(t, 2, nil)
+	a, b := ms[0], ms[1]
+	u := &browser{t: t}
+	u.do(a, "/set?a=1&b=2")
+	b.node.backups.remove(u.id) // the buddy lost its copy
+	u.do(a, "/set?c=3")
+	sameCopy(t, a, b, u.id)
+	if a.node.Stats().FullCopies != 1 || b.node.Stats().GapsReported != 1 {
+		t.Fatalf("full copies %d, gaps %d", a.node.Stats().FullCopies, b.node.Stats().GapsReported)
+	}
+	// A delta the buddy already has is ignored.
+	c, _ := a.mgr.Snapshot(u.id)
+	if got := b.node.backups.apply("n1", Record{Kind: KindDelta, Change: c}); got != ignored {
+		t.Fatalf("duplicate applied: %v", got)
+	}
+}
+
+// blackhole accepts connections and never answers.
+func blackhole(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String()
+}
+
+func TestAsyncQueueIsBounded(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	cfg := Config{ID: "n1", Listener: ln, ClusterKeys: [][]byte{testClusterKey}, Mode: Async, QueueSize: 10,
+		MaxBatchRecords: 4, ReplicationTimeout: 200 * time.Millisecond,
+		Peers: []Peer{{ID: "n1", Addr: ln.Addr().String()}, {ID: "n2", Addr: blackhole(t)}}}
+	a := startMember(t, cfg)
+	u := &browser{t: t}
+	for i := range 30 {
+		if rec := u.do(a, fmt.Sprintf("/set?k%d=v", i)); rec.Code != 200 {
+			t.Fatalf("async commit failed: %d", rec.Code)
+		}
+	}
+	st := a.node.Stats()
+	if st.QueueDepth > 10 || st.QueueOverflows == 0 || st.Resyncs != 1 {
+		t.Fatalf("depth %d overflows %d resyncs %d", st.QueueDepth, st.QueueOverflows, st.Resyncs)
+	}
+}
+
+func TestSyncTimeoutPolicies(t *testing.T) {
+	for _, policy := range []ErrorPolicy{Degrade, Fail} {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		cfg := Config{ID: "n1", Listener: ln, ClusterKeys: [][]byte{testClusterKey}, OnReplicationError: policy,
+			ReplicationTimeout: 100 * time.Millisecond,
+			Peers:              []Peer{{ID: "n1", Addr: ln.Addr().String()}, {ID: "n2", Addr: blackhole(t)}}}
+		a := startMember(t, cfg)
+		u := &browser{t: t}
+		rec := u.do(a, "/set?k=v")
+		want := 200
+		if policy == Fail {
+			want = 503
+		}
+		if rec.Code != want {
+			t.Fatalf("policy %d: code %d, want %d", policy, rec.Code, want)
+		}
+		if policy == Degrade && a.node.Stats().Degraded != 1 {
+			t.Fatalf("degraded = %d", a.node.Stats().Degraded)
+		}
+		if a.mgr.Len() != 1 {
+			t.Fatal("the change was not committed locally")
+		}
+	}
+}
+
+func TestFlushHonoursContext(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	cfg := Config{ID: "n1", Listener: ln, ClusterKeys: [][]byte{testClusterKey}, Mode: Async, ReplicationTimeout: time.Minute,
+		Peers: []Peer{{ID: "n1", Addr: ln.Addr().String()}, {ID: "n2", Addr: blackhole(t)}}}
+	a := startMember(t, cfg)
+	(&browser{t: t}).do(a, "/set?k=v")
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := a.node.Flush(ctx); err == nil {
+		t.Fatal("Flush returned with the buddy unreachable")
+	}
+}

@@ -1,0 +1,350 @@
+package buddy
+
+// The sealed envelope: every replication request and reply travels in one,
+// so a message is authenticated and confidential even over h2c. PROTOCOL.md
+// gives the byte layout and the threat model.
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// MsgType is the type of a sealed message. It is authenticated with the
+// message; the receiver checks that it is the type its endpoint expects.
+type MsgType byte
+
+// Message types. Requests are odd, their replies the following even value;
+// the values are part of the wire format and never change meaning.
+const (
+	// MsgBatch carries a batch of records (AppendBatch), compressed.
+	MsgBatch MsgType = 1
+	// MsgBatchReply answers MsgBatch with a BatchReply (AppendReply).
+	MsgBatchReply MsgType = 2
+	// MsgFetch asks a node for a session it holds (failover).
+	MsgFetch MsgType = 3
+	// MsgFetchReply answers MsgFetch.
+	MsgFetchReply MsgType = 4
+	// MsgPing checks that a peer is alive and holds the cluster key.
+	MsgPing MsgType = 5
+	// MsgPong answers MsgPing.
+	MsgPong MsgType = 6
+	// MsgTransfer streams sessions to a new buddy (state transfer).
+	MsgTransfer MsgType = 7
+	// MsgTransferReply answers MsgTransfer.
+	MsgTransferReply MsgType = 8
+	// MsgLeave announces that a node is leaving (graceful drain).
+	MsgLeave MsgType = 9
+	// MsgLeaveReply answers MsgLeave.
+	MsgLeaveReply MsgType = 10
+)
+
+// String returns the type's name, such as "batch" or "batch-reply", or
+// "msg(N)" for an unknown type.
+func (t MsgType) String() string {
+	switch t {
+	case MsgBatch:
+		return "batch"
+	case MsgBatchReply:
+		return "batch-reply"
+	case MsgFetch:
+		return "fetch"
+	case MsgFetchReply:
+		return "fetch-reply"
+	case MsgPing:
+		return "ping"
+	case MsgPong:
+		return "pong"
+	case MsgTransfer:
+		return "transfer"
+	case MsgTransferReply:
+		return "transfer-reply"
+	case MsgLeave:
+		return "leave"
+	case MsgLeaveReply:
+		return "leave-reply"
+	}
+	return fmt.Sprintf("msg(%d)", byte(t))
+}
+
+// EnvelopeVersion is the version byte that starts every envelope. Open
+// rejects any other version with ErrVersion.
+const EnvelopeVersion = 1
+
+// ClusterKeySize is the size of a cluster key: an AES-256 key.
+const ClusterKeySize = 32
+
+// Envelope field sizes.
+const (
+	keyIDSize = 4
+	seqSize   = 8
+	nonceSize = 12
+	tagSize   = 16
+	// minEnvelope: version, type, key ID, two one-byte IDs with their
+	// lengths, seq, nonce, tag.
+	minEnvelope = 1 + 1 + keyIDSize + 2 + 2 + seqSize + nonceSize + tagSize
+)
+
+// Header is the authenticated, unencrypted part of an envelope.
+type Header struct {
+	// Type is the message type.
+	Type MsgType
+	// From is the sender's node ID.
+	From string
+	// To is the recipient's node ID.
+	To string
+	// Seq is the sender's sequence number of the request (for a reply: of
+	// the request it answers).
+	Seq uint64
+}
+
+// Sealer seals and opens envelopes for one node with the cluster keys. It is
+// immutable after NewSealer and safe for concurrent use.
+type Sealer struct {
+	self string
+	keys []sealKey // keys[0] seals; all open
+}
+
+type sealKey struct {
+	id   [keyIDSize]byte
+	aead cipher.AEAD
+}
+
+// KeyID returns the 4-byte ID under which key travels in envelopes: the
+// first 4 bytes of its SHA-256. It does not depend on the key's position in
+// a key list, so it is stable across rotation.
+func KeyID(key []byte) [4]byte {
+	sum := sha256.Sum256(key)
+	return [4]byte(sum[:keyIDSize])
+}
+
+// NewSealer returns a sealer for node self. keys are the cluster keys, each
+// ClusterKeySize (32) bytes: the first seals, all of them open, so a key is
+// rotated by deploying [new, old] everywhere, then [new]. A key repeated in
+// the list is used once. self must be 1 to MaxIDLen bytes long.
+func NewSealer(self string, keys [][]byte) (*Sealer, error) {
+	if self == "" || len(self) > MaxIDLen {
+		return nil, fmt.Errorf("buddy: node ID of %d bytes, want 1 to %d", len(self), MaxIDLen)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("buddy: no cluster key")
+	}
+	s := &Sealer{self: self, keys: make([]sealKey, 0, len(keys))}
+	seen := make(map[[sha256.Size]byte]bool, len(keys))
+	for i, k := range keys {
+		if len(k) != ClusterKeySize {
+			return nil, fmt.Errorf("buddy: cluster key %d has %d bytes, want %d", i, len(k), ClusterKeySize)
+		}
+		sum := sha256.Sum256(k)
+		if seen[sum] {
+			continue
+		}
+		seen[sum] = true
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, fmt.Errorf("buddy: cluster key %d: %w", i, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("buddy: cluster key %d: %w", i, err)
+		}
+		s.keys = append(s.keys, sealKey{id: [4]byte(sum[:keyIDSize]), aead: aead})
+	}
+	return s, nil
+}
+
+// Self returns the node ID the sealer seals from and opens for.
+func (s *Sealer) Self() string { return s.self }
+
+// Overhead returns how many bytes Seal adds to a payload for recipient to.
+func (s *Sealer) Overhead(to string) int {
+	return 1 + 1 + keyIDSize + 1 + len(s.self) + 1 + min(len(to), 255) + seqSize + nonceSize + tagSize
+}
+
+// Seal appends to dst an envelope holding payload, encrypted and
+// authenticated under the first cluster key, from this node to node to,
+// with message type typ and sequence number seq, and returns the extended
+// slice. It grows dst at most once. The nonce comes from crypto/rand.
+//
+// A request's seq comes from the sender's counter (see ReplayWindow); a
+// reply repeats the seq of the request it answers. An ID to longer than
+// 255 bytes is cut to 255, which no node accepts (IDs have at most
+// MaxIDLen bytes). dst and payload must not overlap.
+func (s *Sealer) Seal(dst []byte, to string, typ MsgType, seq uint64, payload []byte) []byte {
+	to = to[:min(len(to), 255)]
+	k := &s.keys[0]
+	dst = slices.Grow(dst, s.Overhead(to)+len(payload))
+	start := len(dst)
+	dst = append(dst, EnvelopeVersion, byte(typ))
+	dst = append(dst, k.id[:]...)
+	dst = append(dst, byte(len(s.self)))
+	dst = append(dst, s.self...)
+	dst = append(dst, byte(len(to)))
+	dst = append(dst, to...)
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	nonceAt := len(dst)
+	dst = dst[:nonceAt+nonceSize]
+	// crypto/rand.Read never fails: on a broken system it crashes the
+	// program rather than return predictable bytes.
+	_, _ = rand.Read(dst[nonceAt:])
+	header := dst[start:]
+	return k.aead.Seal(dst, dst[nonceAt:], payload, header)
+}
+
+// Open checks and decrypts the envelope msg, appends its payload to dst and
+// returns the header and the extended slice. On error dst is returned with
+// its original length (bytes in its spare capacity may be overwritten).
+//
+// Errors wrap ErrVersion (the version byte is not EnvelopeVersion),
+// ErrMalformed (msg cannot be parsed, or an ID is empty or longer than
+// MaxIDLen) or ErrAuth (msg is for another node, names a key this sealer
+// does not hold, or fails authentication: forged, altered, or sealed under
+// another key). Open never panics, whatever msg holds. dst and msg must not
+// overlap.
+//
+// Open does not check the sender, the type or the sequence number: the
+// caller checks that From is a peer, that Type is the one expected, and,
+// for a request, that the sender's ReplayWindow accepts Seq (only after
+// Open succeeded, so that forgeries cannot move the window).
+func (s *Sealer) Open(dst []byte, msg []byte) (h Header, payload []byte, err error) {
+	if len(msg) == 0 {
+		return Header{}, dst, fmt.Errorf("%w: empty envelope", ErrMalformed)
+	}
+	if msg[0] != EnvelopeVersion {
+		return Header{}, dst, fmt.Errorf("%w: envelope version %d, this node speaks %d", ErrVersion, msg[0], EnvelopeVersion)
+	}
+	if len(msg) < minEnvelope {
+		return Header{}, dst, fmt.Errorf("%w: envelope of %d bytes, need at least %d", ErrMalformed, len(msg), minEnvelope)
+	}
+	typ := MsgType(msg[1])
+	keyID := [keyIDSize]byte(msg[2 : 2+keyIDSize])
+	off := 2 + keyIDSize
+	from, off, err := envelopeID(msg, off, "sender")
+	if err != nil {
+		return Header{}, dst, err
+	}
+	to, off, err := envelopeID(msg, off, "recipient")
+	if err != nil {
+		return Header{}, dst, err
+	}
+	if len(msg)-off < seqSize+nonceSize+tagSize {
+		return Header{}, dst, fmt.Errorf("%w: envelope of %d bytes truncated", ErrMalformed, len(msg))
+	}
+	if string(to) != s.self {
+		return Header{}, dst, fmt.Errorf("%w: envelope for node %q, this is %q", ErrAuth, to, s.self)
+	}
+	seq := binary.BigEndian.Uint64(msg[off:])
+	off += seqSize
+	nonce := msg[off : off+nonceSize]
+	off += nonceSize
+	header, sealed := msg[:off], msg[off:]
+	found := false
+	for i := range s.keys {
+		k := &s.keys[i]
+		if k.id != keyID {
+			continue
+		}
+		found = true
+		out, err := k.aead.Open(dst, nonce, sealed, header)
+		if err == nil {
+			return Header{Type: typ, From: string(from), To: s.self, Seq: seq}, out, nil
+		}
+	}
+	if !found {
+		return Header{}, dst, fmt.Errorf("%w: unknown cluster key %x from %q", ErrAuth, keyID, from)
+	}
+	return Header{}, dst, fmt.Errorf("%w: envelope from %q failed authentication", ErrAuth, from)
+}
+
+// envelopeID reads a length-prefixed node ID at msg[off:].
+func envelopeID(msg []byte, off int, what string) ([]byte, int, error) {
+	if off >= len(msg) {
+		return nil, off, fmt.Errorf("%w: envelope truncated in %s", ErrMalformed, what)
+	}
+	n := int(msg[off])
+	off++
+	if n == 0 || n > MaxIDLen {
+		return nil, off, fmt.Errorf("%w: %s ID of %d bytes, want 1 to %d", ErrMalformed, what, n, MaxIDLen)
+	}
+	if n > len(msg)-off {
+		return nil, off, fmt.Errorf("%w: envelope truncated in %s", ErrMalformed, what)
+	}
+	return msg[off : off+n], off + n, nil
+}
+
+// ReplayWindowSize is how many sequence numbers below the highest seen a
+// ReplayWindow still tells apart.
+const ReplayWindowSize = 1024
+
+// ReplayWindow rejects replayed sequence numbers of one sender. It
+// remembers the highest sequence number accepted and which of the
+// ReplayWindowSize numbers up to it were seen: a number above the highest
+// is accepted and moves the window; one inside the window is accepted once;
+// one ReplayWindowSize or more below the highest is rejected.
+//
+// Senders number their requests from their start time in unix nanoseconds,
+// counting up by one, so a restarted sender's numbers are above those of
+// its previous run and a receiver keeps its window across sender restarts.
+//
+// The zero value is an empty window, ready to use; a ReplayWindow is safe
+// for concurrent use and must not be copied after first use.
+type ReplayWindow struct {
+	mu   sync.Mutex
+	any  bool   // some number was accepted
+	high uint64 // highest number accepted
+	seen [ReplayWindowSize / 64]uint64
+}
+
+// Accept reports whether seq is new: not seen before and not too old. An
+// accepted seq is remembered.
+func (w *ReplayWindow) Accept(seq uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.any || seq > w.high {
+		var d uint64 = ReplayWindowSize
+		if w.any {
+			d = seq - w.high
+		}
+		w.advance(d, seq)
+		w.any, w.high = true, seq
+		w.set(seq)
+		return true
+	}
+	if w.high-seq >= ReplayWindowSize {
+		return false
+	}
+	if w.has(seq) {
+		return false
+	}
+	w.set(seq)
+	return true
+}
+
+// advance forgets the bits of the d numbers up to and including seq, which
+// leave the window as the highest number moves to seq.
+func (w *ReplayWindow) advance(d, seq uint64) {
+	if d >= ReplayWindowSize {
+		w.seen = [ReplayWindowSize / 64]uint64{}
+		return
+	}
+	for x := seq - d + 1; x != seq+1; x++ {
+		i := x % ReplayWindowSize
+		w.seen[i/64] &^= 1 << (i % 64)
+	}
+}
+
+func (w *ReplayWindow) set(seq uint64) {
+	i := seq % ReplayWindowSize
+	w.seen[i/64] |= 1 << (i % 64)
+}
+
+func (w *ReplayWindow) has(seq uint64) bool {
+	i := seq % ReplayWindowSize
+	return w.seen[i/64]&(1<<(i%64)) != 0
+}

@@ -1,0 +1,438 @@
+package buddy
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"math/bits"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func wtKey(b byte) []byte { return bytes.Repeat([]byte{b}, ClusterKeySize) }
+
+func wtSealer(t testing.TB, self string, keys ...[]byte) *Sealer {
+	t.Helper()
+	s, err := NewSealer(self, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestNewSealerErrors(t *testing.T) {
+	k := wtKey(1)
+	tests := []struct {
+		name string
+		self string
+		keys [][]byte
+		ok   bool
+	}{
+		{"one key", "a", [][]byte{k}, true},
+		{"two keys", "a", [][]byte{k, wtKey(2)}, true},
+		{"repeated key", "a", [][]byte{k, k}, true},
+		{"64-byte self", strings.Repeat("n", 64), [][]byte{k}, true},
+		{"no keys", "a", nil, false},
+		{"empty key list", "a", [][]byte{}, false},
+		{"16-byte key", "a", [][]byte{k[:16]}, false},
+		{"31-byte key", "a", [][]byte{k[:31]}, false},
+		{"33-byte key", "a", [][]byte{append(wtKey(1), 0)}, false},
+		{"bad second key", "a", [][]byte{k, k[:24]}, false},
+		{"nil key", "a", [][]byte{nil}, false},
+		{"empty self", "", [][]byte{k}, false},
+		{"65-byte self", strings.Repeat("n", 65), [][]byte{k}, false},
+	}
+	for _, tt := range tests {
+		s, err := NewSealer(tt.self, tt.keys)
+		if (err == nil) != tt.ok || (s != nil) != tt.ok {
+			t.Errorf("%s: NewSealer = %v, %v; want ok %v", tt.name, s, err, tt.ok)
+		}
+	}
+}
+
+func TestSealOpen(t *testing.T) {
+	a := wtSealer(t, "node-a", wtKey(1))
+	b := wtSealer(t, "node-b", wtKey(1))
+	if b.Self() != "node-b" {
+		t.Fatalf("Self() = %q", b.Self())
+	}
+	for _, payload := range [][]byte{nil, {}, []byte("hello"), bytes.Repeat([]byte{0xAB}, 100_000)} {
+		msg := a.Seal(nil, "node-b", MsgBatch, 42, payload)
+		if len(msg) != a.Overhead("node-b")+len(payload) {
+			t.Errorf("envelope of %d bytes, Overhead says %d+%d", len(msg), a.Overhead("node-b"), len(payload))
+		}
+		h, got, err := b.Open([]byte("dst:"), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Header{Type: MsgBatch, From: "node-a", To: "node-b", Seq: 42}
+		if h != want {
+			t.Errorf("header %+v, want %+v", h, want)
+		}
+		if !bytes.HasPrefix(got, []byte("dst:")) || !bytes.Equal(got[4:], payload) {
+			t.Errorf("payload %q, want dst: + %d bytes", got[:min(len(got), 20)], len(payload))
+		}
+		if len(payload) > 0 && bytes.Contains(msg, payload[:min(len(payload), 16)]) {
+			t.Error("payload appears in clear in the envelope")
+		}
+	}
+}
+
+func TestSealLayout(t *testing.T) {
+	key := wtKey(7)
+	a := wtSealer(t, "aa", key)
+	msg := a.Seal([]byte("xyz"), "bbb", MsgFetchReply, 0x0102030405060708, []byte("p"))
+	if string(msg[:3]) != "xyz" {
+		t.Fatal("Seal lost dst")
+	}
+	msg = msg[3:]
+	id := KeyID(key)
+	want := append([]byte{EnvelopeVersion, byte(MsgFetchReply)}, id[:]...)
+	want = append(want, 2, 'a', 'a', 3, 'b', 'b', 'b', 1, 2, 3, 4, 5, 6, 7, 8)
+	if !bytes.HasPrefix(msg, want) {
+		t.Fatalf("header %x, want %x", msg[:len(want)], want)
+	}
+	if n := len(msg) - len(want); n != nonceSize+1+tagSize {
+		t.Fatalf("%d bytes after the header, want nonce+1+tag", n)
+	}
+	// Random nonces: the same message seals differently each time.
+	other := a.Seal(nil, "bbb", MsgFetchReply, 0x0102030405060708, []byte("p"))
+	if bytes.Equal(msg, other) {
+		t.Fatal("two seals of one message are identical")
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	oldKey, newKey := wtKey(1), wtKey(2)
+	oldOnly := wtSealer(t, "a", oldKey)
+	both := wtSealer(t, "b", newKey, oldKey)
+	newOnly := wtSealer(t, "b", newKey)
+	reversed := wtSealer(t, "b", oldKey, newKey)
+
+	msg := oldOnly.Seal(nil, "b", MsgPing, 1, []byte("ping"))
+	for name, s := range map[string]*Sealer{"[new, old]": both, "[old, new]": reversed} {
+		if _, p, err := s.Open(nil, msg); err != nil || string(p) != "ping" {
+			t.Errorf("old-key message under %s: %q, %v", name, p, err)
+		}
+	}
+	if _, _, err := newOnly.Open(nil, msg); !errors.Is(err, ErrAuth) {
+		t.Errorf("old-key message under [new]: err = %v, want ErrAuth", err)
+	}
+
+	// [new, old] seals with new: the key ID is the new key's wherever it
+	// sits in the list, and [old] alone cannot open it.
+	fromBoth := wtSealer(t, "a", newKey, oldKey).Seal(nil, "b", MsgPing, 2, []byte("x"))
+	if id := KeyID(newKey); !bytes.Equal(fromBoth[2:6], id[:]) {
+		t.Errorf("key ID %x, want %x", fromBoth[2:6], id)
+	}
+	if _, _, err := wtSealer(t, "b", oldKey).Open(nil, fromBoth); !errors.Is(err, ErrAuth) {
+		t.Errorf("new-key message under [old]: err = %v, want ErrAuth", err)
+	}
+	if _, _, err := reversed.Open(nil, fromBoth); err != nil {
+		t.Errorf("new-key message under [old, new]: %v", err)
+	}
+}
+
+func TestOpenWrongKeySameID(t *testing.T) {
+	// A message whose key ID names a key the receiver holds but whose
+	// ciphertext was made under another key fails authentication.
+	a := wtSealer(t, "a", wtKey(1))
+	b := wtSealer(t, "b", wtKey(2))
+	msg := a.Seal(nil, "b", MsgPing, 1, []byte("x"))
+	id := KeyID(wtKey(2))
+	copy(msg[2:6], id[:])
+	if _, _, err := b.Open(nil, msg); !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v, want ErrAuth", err)
+	}
+}
+
+func TestOpenTamper(t *testing.T) {
+	a := wtSealer(t, "node-a", wtKey(1))
+	b := wtSealer(t, "node-b", wtKey(1))
+	msg := a.Seal(nil, "node-b", MsgBatch, 7, []byte("some payload bytes"))
+	for i := range msg {
+		for _, flip := range []byte{0x01, 0x80, 0xFF} {
+			bad := bytes.Clone(msg)
+			bad[i] ^= flip
+			dst := make([]byte, 3, 64)
+			h, out, err := b.Open(dst, bad)
+			switch {
+			case err == nil:
+				t.Fatalf("byte %d ^ %#x: opened as %+v", i, flip, h)
+			case i == 0 && !errors.Is(err, ErrVersion):
+				t.Fatalf("byte 0: err = %v, want ErrVersion", err)
+			case i > 0 && !errors.Is(err, ErrAuth) && !errors.Is(err, ErrMalformed):
+				t.Fatalf("byte %d ^ %#x: err = %v, want ErrAuth or ErrMalformed", i, flip, err)
+			}
+			if len(out) != 3 || h != (Header{}) {
+				t.Fatalf("byte %d: error returned %d bytes and header %+v", i, len(out), h)
+			}
+		}
+	}
+	for n := range len(msg) {
+		if _, _, err := b.Open(nil, msg[:n]); !errors.Is(err, ErrAuth) && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("truncated to %d: err = %v", n, err)
+		}
+	}
+	if _, _, err := b.Open(nil, append(bytes.Clone(msg), 0)); !errors.Is(err, ErrAuth) {
+		t.Fatalf("extra byte: err = %v, want ErrAuth", err)
+	}
+	if _, _, err := b.Open(nil, msg); err != nil {
+		t.Fatalf("the untouched message: %v", err)
+	}
+}
+
+func TestOpenRecipient(t *testing.T) {
+	a := wtSealer(t, "a", wtKey(1))
+	b := wtSealer(t, "b", wtKey(1))
+	c := wtSealer(t, "c", wtKey(1))
+	toC := a.Seal(nil, "c", MsgBatch, 1, []byte("x"))
+	if _, _, err := b.Open(nil, toC); !errors.Is(err, ErrAuth) {
+		t.Errorf("message for c opened by b: err = %v, want ErrAuth", err)
+	}
+	if _, _, err := c.Open(nil, toC); err != nil {
+		t.Errorf("message for c opened by c: %v", err)
+	}
+	// A node's own message, reflected back to it, is for someone else.
+	if _, _, err := a.Open(nil, toC); !errors.Is(err, ErrAuth) {
+		t.Errorf("reflected message: err = %v, want ErrAuth", err)
+	}
+	// Recipients that no node can have.
+	for _, to := range []string{"", strings.Repeat("x", 65), strings.Repeat("y", 300)} {
+		msg := a.Seal(nil, to, MsgBatch, 1, nil)
+		if _, _, err := b.Open(nil, msg); !errors.Is(err, ErrMalformed) {
+			t.Errorf("recipient of %d bytes: err = %v, want ErrMalformed", len(to), err)
+		}
+	}
+}
+
+func TestOpenHeaderErrors(t *testing.T) {
+	b := wtSealer(t, "b", wtKey(1))
+	good := wtSealer(t, "a", wtKey(1)).Seal(nil, "b", MsgPing, 1, nil)
+	mod := func(f func(m []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	tests := []struct {
+		name string
+		msg  []byte
+		want error
+	}{
+		{"empty", nil, ErrMalformed},
+		{"version 0", []byte{0}, ErrVersion},
+		{"version 2", mod(func(m []byte) []byte { m[0] = 2; return m }), ErrVersion},
+		{"only version", []byte{EnvelopeVersion}, ErrMalformed},
+		{"zero-length sender", mod(func(m []byte) []byte { m[6] = 0; return m }), ErrMalformed},
+		{"65-byte sender", append(append([]byte{1, 5, 0, 0, 0, 0, 65}, bytes.Repeat([]byte{'a'}, 65)...), make([]byte, 64)...), ErrMalformed},
+		{"sender past end", append([]byte{1, 5, 0, 0, 0, 0, 64}, make([]byte, 40)...), ErrMalformed},
+		{"unknown key", mod(func(m []byte) []byte { m[2] ^= 1; return m }), ErrAuth},
+		{"no tag", good[:len(good)-tagSize], ErrMalformed},
+	}
+	for _, tt := range tests {
+		if _, _, err := b.Open(nil, tt.msg); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestSealConcurrent(t *testing.T) {
+	a := wtSealer(t, "a", wtKey(1), wtKey(2))
+	b := wtSealer(t, "b", wtKey(3), wtKey(1))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			var buf, out []byte
+			for i := range 200 {
+				seq := uint64(g*1000 + i)
+				buf = a.Seal(buf[:0], "b", MsgBatch, seq, []byte("payload"))
+				h, p, err := b.Open(out[:0], buf)
+				if err != nil || h.Seq != seq || string(p) != "payload" {
+					t.Errorf("%+v %q %v", h, p, err)
+					return
+				}
+				out = p
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestSealOpenAllocs(t *testing.T) {
+	a := wtSealer(t, "a", wtKey(1))
+	b := wtSealer(t, "b", wtKey(1))
+	payload := make([]byte, 1024)
+	buf := make([]byte, 0, 2048)
+	out := make([]byte, 0, 2048)
+	if n := testing.AllocsPerRun(50, func() { buf = a.Seal(buf[:0], "b", MsgBatch, 1, payload) }); n != 0 {
+		t.Errorf("Seal into a large enough dst: %v allocations, want 0", n)
+	}
+	msg := a.Seal(nil, "b", MsgBatch, 1, payload)
+	if n := testing.AllocsPerRun(50, func() { _, out, _ = b.Open(out[:0], msg) }); n > 1 {
+		t.Errorf("Open into a large enough dst: %v allocations, want at most 1 (the sender ID)", n)
+	}
+}
+
+func TestMsgTypeString(t *testing.T) {
+	names := map[MsgType]string{
+		MsgBatch: "batch", MsgBatchReply: "batch-reply", MsgFetch: "fetch", MsgFetchReply: "fetch-reply",
+		MsgPing: "ping", MsgPong: "pong", MsgTransfer: "transfer", MsgTransferReply: "transfer-reply",
+		MsgLeave: "leave", MsgLeaveReply: "leave-reply", 0: "msg(0)", 200: "msg(200)",
+	}
+	for typ, want := range names {
+		if got := typ.String(); got != want {
+			t.Errorf("MsgType(%d).String() = %q, want %q", byte(typ), got, want)
+		}
+	}
+	// Each request's reply is the next value.
+	for _, req := range []MsgType{MsgBatch, MsgFetch, MsgPing, MsgTransfer, MsgLeave} {
+		if req%2 != 1 {
+			t.Errorf("request type %v is even", req)
+		}
+	}
+}
+
+// seenCount returns how many numbers w holds as seen.
+func (w *ReplayWindow) seenCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, v := range w.seen {
+		n += bits.OnesCount64(v)
+	}
+	return n
+}
+
+func TestReplayWindow(t *testing.T) {
+	const base = 1_700_000_000_000_000_000 // a sender's start time
+	type step struct {
+		seq  uint64
+		want bool
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"in order", []step{{base, true}, {base + 1, true}, {base + 2, true}, {base + 3, true}}},
+		{"duplicate", []step{{base, true}, {base, false}, {base + 1, true}, {base + 1, false}, {base, false}}},
+		{"out of order within window", []step{
+			{base + 10, true}, {base + 5, true}, {base + 7, true}, {base + 5, false},
+			{base + 9, true}, {base + 11, true}, {base + 7, false}, {base + 6, true},
+		}},
+		{"edges of the window", []step{
+			{base + 2000, true},
+			{base + 2000 - 1023, true},  // oldest number still in the window
+			{base + 2000 - 1023, false}, // once
+			{base + 2000 - 1024, false}, // just out of it
+			{base, false},
+		}},
+		{"big jump forgets the past", []step{
+			{base, true}, {base + 1, true},
+			{base + 1_000_000, true},
+			{base + 1, false}, {base + 2, false},
+			{base + 1_000_000 - 1, true}, {base + 1_000_000, false},
+		}},
+		{"jump just under the window keeps old bits", []step{
+			{base, true}, {base + 1, true},
+			{base + 1024, true},
+			{base, false}, // now too old
+			{base + 1, false},
+			{base + 2, true},
+		}},
+		{"jump reuses the slots of forgotten numbers", []step{
+			{base + 1, true}, {base + 3, true},
+			{base + 1 + 1024, true}, // slot of base+1
+			{base + 3 + 1024, true}, // slot of base+3
+			{base + 2 + 1024, true},
+			{base + 1 + 1024, false}, {base + 3 + 1024, false},
+		}},
+		{"restarted sender", []step{{base, true}, {base + 1, true}, {base + 60e9, true}, {base + 60e9 + 1, true}, {base + 2, false}}},
+		{"zero first", []step{{0, true}, {0, false}, {1, true}, {0, false}}},
+		{"near the top", []step{{math.MaxUint64 - 1, true}, {math.MaxUint64, true}, {math.MaxUint64, false}, {math.MaxUint64 - 1, false}, {math.MaxUint64 - 1023, true}, {math.MaxUint64 - 1024, false}}},
+		{"small numbers", []step{{5, true}, {3, true}, {0, true}, {0, false}, {1030, true}, {5, false}, {6, false}, {7, true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w ReplayWindow
+			for i, s := range tt.steps {
+				if got := w.Accept(s.seq); got != s.want {
+					t.Fatalf("step %d: Accept(base%+d) = %v, want %v", i, int64(s.seq-base), got, s.want)
+				}
+			}
+		})
+	}
+}
+
+func TestReplayWindowEveryNumberOnce(t *testing.T) {
+	// Arrivals shuffled within a span smaller than the window are each
+	// accepted exactly once, and the window holds exactly the recent ones.
+	var w ReplayWindow
+	const n = 5000
+	order := make([]uint64, 0, n)
+	for blk := uint64(0); blk < n; blk += 500 {
+		for i := uint64(499); i < 500; i-- { // each block of 500 backwards
+			order = append(order, 1000+blk+i)
+		}
+	}
+	for _, seq := range order {
+		if !w.Accept(seq) {
+			t.Fatalf("fresh %d rejected", seq)
+		}
+	}
+	for _, seq := range order {
+		if w.Accept(seq) {
+			t.Fatalf("replayed %d accepted", seq)
+		}
+	}
+	if got := w.seenCount(); got != ReplayWindowSize {
+		t.Fatalf("window holds %d numbers, want %d", got, ReplayWindowSize)
+	}
+}
+
+func TestReplayWindowConcurrent(t *testing.T) {
+	var w ReplayWindow
+	var mu sync.Mutex
+	accepted := 0
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for seq := uint64(1); seq <= 500; seq++ { // every goroutine offers the same numbers
+				if w.Accept(seq) {
+					mu.Lock()
+					accepted++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if accepted != 500 {
+		t.Fatalf("%d accepted, want each of 500 numbers once", accepted)
+	}
+}
+
+func wtBenchSeal(b *testing.B, size int) {
+	a := wtSealer(b, "node-a", wtKey(1))
+	payload := bytes.Repeat([]byte("x"), size)
+	buf := a.Seal(nil, "node-b", MsgBatch, 1, payload)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = a.Seal(buf[:0], "node-b", MsgBatch, 1, payload)
+	}
+}
+
+func wtBenchOpen(b *testing.B, size int) {
+	a := wtSealer(b, "node-a", wtKey(1))
+	r := wtSealer(b, "node-b", wtKey(1))
+	msg := a.Seal(nil, "node-b", MsgBatch, 1, bytes.Repeat([]byte("x"), size))
+	out := make([]byte, 0, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if _, out, err = r.Open(out[:0], msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSeal8K(b *testing.B) { wtBenchSeal(b, 8<<10) }
+func BenchmarkOpen8K(b *testing.B) { wtBenchOpen(b, 8<<10) }

@@ -1,0 +1,291 @@
+package buddy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tandemsession/tandem/core"
+)
+
+// errQueueFull is the cause of a synchronous commit that found the queue
+// full.
+var errQueueFull = errors.New("buddy: replication queue full")
+
+// batch is a group of records sent as one request. The records of a batch
+// fill while the previous batch is in flight (group commit); every
+// synchronous commit whose record is in it waits on done.
+type batch struct {
+	recs  []Record
+	bytes int
+	done  chan struct{}
+	err   error
+}
+
+// sender ships records to the buddy: one batch in flight at a time, so the
+// buddy sees each session's changes in version order.
+type sender struct {
+	n    *Node
+	mu   sync.Mutex
+	to   Peer // the current buddy; ID "" when alone
+	q    []*batch
+	size int // records queued
+	// resync holds sessions whose copy on the buddy may be stale (a failed
+	// batch, a queue overflow); they are resent in full once the queue is
+	// empty.
+	resync   map[string]struct{}
+	inflight *batch
+	wake     chan struct{}
+}
+
+func newSender(n *Node) *sender {
+	return &sender{n: n, resync: make(map[string]struct{}), wake: make(chan struct{}, 1)}
+}
+
+// approxSize estimates a record's encoded size, to cut batches.
+func approxSize(c *core.Change) int {
+	n := 32 + len(c.ID) + len(c.PrevID)
+	for _, a := range c.Set {
+		n += 8 + len(a.Key) + len(a.Value)
+	}
+	for _, k := range c.Deleted {
+		n += 4 + len(k)
+	}
+	return n
+}
+
+// enqueue queues r and returns the batch it joined, or nil when it was not
+// queued (no buddy, or the queue was full: then the session is marked for
+// resync and full reports true).
+func (s *sender) enqueue(r Record) (b *batch, full bool) {
+	cfg := &s.n.cfg
+	s.mu.Lock()
+	if s.to.ID == "" {
+		s.mu.Unlock()
+		return nil, false
+	}
+	if s.size >= cfg.QueueSize {
+		if r.Kind != KindTouch {
+			s.resync[r.Change.ID] = struct{}{}
+		}
+		s.mu.Unlock()
+		s.n.stats.queueOverflows.Add(1)
+		return nil, true
+	}
+	size := approxSize(r.Change)
+	if len(s.q) > 0 {
+		b = s.q[len(s.q)-1]
+	}
+	if b == nil || len(b.recs) >= cfg.MaxBatchRecords || b.bytes+size > cfg.MaxBatchBytes && len(b.recs) > 0 {
+		b = &batch{done: make(chan struct{})}
+		s.q = append(s.q, b)
+	}
+	b.recs = append(b.recs, r)
+	b.bytes += size
+	s.size++
+	s.mu.Unlock()
+	s.signal()
+	return b, false
+}
+
+func (s *sender) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the oldest batch off the queue, or builds one from the resync
+// set when the queue is empty.
+func (s *sender) next() (*batch, Peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.to.ID == "" {
+		// Alone: nothing to send to; release the waiters.
+		for _, b := range s.q {
+			close(b.done)
+		}
+		s.q, s.size = nil, 0
+		clear(s.resync)
+		return nil, Peer{}
+	}
+	if len(s.q) > 0 {
+		b := s.q[0]
+		s.q[0] = nil
+		s.q = s.q[1:]
+		s.size -= len(b.recs)
+		s.inflight = b
+		return b, s.to
+	}
+	if len(s.resync) == 0 {
+		return nil, s.to
+	}
+	ids := make([]string, 0, min(len(s.resync), s.n.cfg.MaxBatchRecords))
+	for id := range s.resync {
+		if len(ids) == cap(ids) {
+			break
+		}
+		ids = append(ids, id)
+		delete(s.resync, id)
+	}
+	s.inflight = &batch{recs: s.n.fullCopies(ids), done: make(chan struct{})}
+	return s.inflight, s.to
+}
+
+// flush waits until every record queued before the call, and every pending
+// resync, reached the buddy.
+func (s *sender) flush(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		var b *batch
+		switch {
+		case len(s.q) > 0:
+			b = s.q[len(s.q)-1]
+		case s.inflight != nil:
+			b = s.inflight
+		}
+		idle := b == nil && (len(s.resync) == 0 || s.to.ID == "")
+		s.mu.Unlock()
+		if idle {
+			return nil
+		}
+		s.signal()
+		if b == nil {
+			b = &batch{done: make(chan struct{})} // resync pending: look again shortly
+			time.AfterFunc(5*time.Millisecond, func() { close(b.done) })
+		}
+		select {
+		case <-b.done:
+			if b.err != nil {
+				return b.err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// run sends batches until stop is closed.
+func (s *sender) run(stop <-chan struct{}) {
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-stop:
+			s.failAll(errors.New("buddy: node stopped"))
+			return
+		case <-s.wake:
+		}
+		for {
+			b, to := s.next()
+			if b == nil {
+				break
+			}
+			err := s.send(to, b)
+			s.mu.Lock()
+			s.inflight = nil
+			s.mu.Unlock()
+			b.err = err
+			close(b.done)
+			if err == nil {
+				backoff = 0
+				continue
+			}
+			s.markResync(b)
+			s.n.log.Warn("buddy: replication to buddy failed", "buddy", to.ID, "records", len(b.recs), "err", err)
+			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
+			select {
+			case <-stop:
+				s.failAll(errors.New("buddy: node stopped"))
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+// markResync remembers the sessions of a failed batch for a full resend.
+func (s *sender) markResync(b *batch) {
+	s.mu.Lock()
+	for _, r := range b.recs {
+		if r.Kind != KindTouch {
+			s.resync[r.Change.ID] = struct{}{}
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *sender) failAll(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.q {
+		b.err = err
+		close(b.done)
+	}
+	s.q, s.size = nil, 0
+}
+
+// send delivers b to the buddy; when the buddy reports gaps it sends the
+// full copies those sessions need before b counts as delivered.
+func (s *sender) send(to Peer, b *batch) error {
+	n := s.n
+	recs := b.recs
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		reply, raw, wire, err := n.sendBatch(to, recs)
+		if err != nil {
+			n.stats.sendErrors.Add(1)
+			return err
+		}
+		n.stats.batches.Add(1)
+		n.stats.recordsSent.Add(uint64(len(recs)))
+		n.stats.bytesRaw.Add(uint64(raw))
+		n.stats.bytesWire.Add(uint64(wire))
+		n.stats.batchSizes.observe(uint64(len(recs)))
+		n.stats.latency.observe(micros(time.Since(start)))
+		if len(reply.NeedFull) == 0 {
+			return nil
+		}
+		if attempt == 3 {
+			return fmt.Errorf("buddy: %d sessions still out of step after full copies", len(reply.NeedFull))
+		}
+		recs = n.fullCopies(reply.NeedFull)
+		n.stats.fullCopies.Add(uint64(len(recs)))
+	}
+}
+
+// ack is what Replicate returns in synchronous mode.
+type ack struct {
+	n *Node
+	b *batch
+}
+
+// Wait implements core.Ack.
+func (a *ack) Wait(ctx context.Context) error {
+	var err error
+	if a.b == nil {
+		err = errQueueFull
+	} else {
+		t := time.NewTimer(a.n.cfg.ReplicationTimeout)
+		defer t.Stop()
+		select {
+		case <-a.b.done:
+			err = a.b.err
+		case <-t.C:
+			err = fmt.Errorf("buddy: no acknowledgement within %v", a.n.cfg.ReplicationTimeout)
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err == nil {
+		a.n.stats.acks.Add(1)
+		return nil
+	}
+	if a.n.cfg.OnReplicationError == Degrade {
+		a.n.stats.degraded.Add(1)
+		a.n.suspect(err)
+		return nil
+	}
+	return fmt.Errorf("%w: %w", core.ErrReplication, err)
+}
