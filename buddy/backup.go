@@ -75,7 +75,7 @@ func (b *backups) apply(owner string, r Record) outcome {
 		sh.m[c.ID] = bk
 		return applied
 	case KindDelta:
-		if cur == nil {
+		if cur == nil || cur.owner != owner {
 			return gap
 		}
 		if c.Version <= cur.version {
@@ -97,13 +97,13 @@ func (b *backups) apply(owner string, r Record) outcome {
 		cur.accessed = max(cur.accessed, c.Accessed.UnixNano())
 		return applied
 	case KindRemove:
-		if cur == nil {
-			return ignored
+		if cur == nil || cur.owner != owner {
+			return ignored // gone already, or moved to another owner
 		}
 		delete(sh.m, c.ID)
 		return applied
 	case KindTouch:
-		if cur == nil {
+		if cur == nil || cur.owner != owner {
 			return ignored
 		}
 		cur.accessed = max(cur.accessed, c.Accessed.UnixNano())
@@ -116,6 +116,29 @@ func (b *backups) remove(id string) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	delete(sh.m, id)
+	sh.mu.Unlock()
+}
+
+// take removes the copy of id and returns it as a full copy.
+func (b *backups) take(id string) (*core.Change, string, bool) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	bk, ok := sh.m[id]
+	if !ok {
+		return nil, "", false
+	}
+	delete(sh.m, id)
+	return bk.change(id), bk.owner, true
+}
+
+// removeFrom drops the copy of id if owner sent it.
+func (b *backups) removeFrom(id, owner string) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	if bk, ok := sh.m[id]; ok && bk.owner == owner {
+		delete(sh.m, id)
+	}
 	sh.mu.Unlock()
 }
 

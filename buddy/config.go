@@ -1,6 +1,7 @@
 package buddy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -114,6 +115,27 @@ type Config struct {
 	// sent to the buddy; backups expire TouchInterval after the owner's
 	// idle timeout. Default 1 minute.
 	TouchInterval time.Duration
+	// PingInterval is how often the node pings every peer. Default 250 ms.
+	PingInterval time.Duration
+	// SuspectAfter marks a peer suspect after this long without an answer;
+	// a suspect peer stays in the ring. Default 750 ms.
+	SuspectAfter time.Duration
+	// DeadAfter marks a peer dead after this long without an answer: it
+	// leaves the ring, and its predecessor sends every session to its new
+	// buddy. Default 1.5 s, so a crash is acted on within 2 s.
+	DeadAfter time.Duration
+	// Discovery, when set, feeds the peer list; Peers is then only the
+	// starting list. Default nil: the static Peers.
+	Discovery Discovery
+	// DiscoveryInterval is how often Discovery is asked. Default 10 s.
+	DiscoveryInterval time.Duration
+	// TransferRate caps state transfer (full copies to a new buddy), in raw
+	// bytes per second; live changes always go first. Default 64 MiB/s;
+	// negative means no cap.
+	TransferRate int
+	// Dial opens the TCP connections to peers. Default a net.Dialer with a
+	// 2 s timeout. Tests inject faults here.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MaxBodySize bounds a replication request body as received. Default
 	// 16 MiB.
 	MaxBodySize int
@@ -177,6 +199,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	}{
 		{"ReplicationTimeout", &cfg.ReplicationTimeout, 2 * time.Second},
 		{"TouchInterval", &cfg.TouchInterval, time.Minute},
+		{"PingInterval", &cfg.PingInterval, 250 * time.Millisecond},
+		{"SuspectAfter", &cfg.SuspectAfter, 750 * time.Millisecond},
+		{"DeadAfter", &cfg.DeadAfter, 1500 * time.Millisecond},
+		{"DiscoveryInterval", &cfg.DiscoveryInterval, 10 * time.Second},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {
@@ -197,6 +223,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxBodySize", &cfg.MaxBodySize, 16 << 20},
 		{"MaxDecodedSize", &cfg.MaxDecodedSize, 64 << 20},
 	}
+	if cfg.TransferRate == 0 {
+		cfg.TransferRate = 64 << 20
+	}
 	for _, n := range ints {
 		if *n.n < 0 {
 			return bad("%s: negative (%d)", n.name, *n.n)
@@ -210,6 +239,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxBatchRecords > cfg.Limits.MaxRecords {
 		return bad("MaxBatchRecords %d exceeds Limits.MaxRecords %d: peers would reject the batches", cfg.MaxBatchRecords, cfg.Limits.MaxRecords)
+	}
+	if cfg.SuspectAfter > cfg.DeadAfter {
+		return bad("SuspectAfter %v exceeds DeadAfter %v", cfg.SuspectAfter, cfg.DeadAfter)
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tandemsession/tandem/core"
+	"github.com/tandemsession/tandem/internal/faultnet"
 )
 
 var (
@@ -24,12 +26,57 @@ type member struct {
 	node *Node
 	mgr  *core.Manager
 	h    http.Handler
+	cfg  Config
+	gone atomic.Bool
+}
+
+func (m *member) dead() bool { return m.gone.Load() }
+
+// kill stops the member at once, as a crash would: no handover.
+func (m *member) kill() {
+	m.mgr.Close()
+	m.node.Close()
+	m.gone.Store(true)
+}
+
+// restart starts a fresh, empty node with the member's ID and address.
+func (m *member) restart(t testing.TB) {
+	t.Helper()
+	cfg := m.cfg
+	var err error
+	for range 50 { // the old listener's port may take a moment to free
+		if cfg.Listener, err = net.Listen("tcp", m.cfg.Listener.Addr().String()); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := startMember(t, cfg)
+	m.node, m.mgr, m.h = fresh.node, fresh.mgr, fresh.h
+	m.gone.Store(false)
+}
+
+// fastTimers makes failure detection quick enough for tests.
+func fastTimers(c *Config) {
+	c.PingInterval = 20 * time.Millisecond
+	c.SuspectAfter = 100 * time.Millisecond
+	c.DeadAfter = 250 * time.Millisecond
+	c.ReplicationTimeout = 2 * time.Second
 }
 
 // cluster starts n nodes named n1..nN on loopback; edit adjusts each
 // node's config.
 func cluster(t testing.TB, n int, edit func(*Config)) []*member {
+	ms, _ := faultyCluster(t, n, edit)
+	return ms
+}
+
+// faultyCluster is cluster with its fault-injecting network.
+func faultyCluster(t testing.TB, n int, edit func(*Config)) ([]*member, *faultnet.Net) {
 	t.Helper()
+	fn := faultnet.New()
 	lns := make([]net.Listener, n)
 	peers := make([]Peer, n)
 	for i := range lns {
@@ -39,17 +86,49 @@ func cluster(t testing.TB, n int, edit func(*Config)) []*member {
 		}
 		lns[i] = ln
 		peers[i] = Peer{ID: fmt.Sprintf("n%d", i+1), Addr: ln.Addr().String()}
+		fn.Register(peers[i].ID, peers[i].Addr)
 	}
 	ms := make([]*member, n)
 	for i := range ms {
 		cfg := Config{ID: peers[i].ID, Listener: lns[i], Peers: peers, ClusterKeys: [][]byte{testClusterKey},
-			ReplicationTimeout: 5 * time.Second}
+			ReplicationTimeout: 5 * time.Second, Dial: fn.Dialer(peers[i].ID)}
 		if edit != nil {
 			edit(&cfg)
 		}
 		ms[i] = startMember(t, cfg)
 	}
-	return ms
+	waitRing(t, ms)
+	return ms, fn
+}
+
+// waitRing waits until every live member sees every other live member
+// alive.
+func waitRing(t testing.TB, ms []*member) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok := true
+		for _, m := range ms {
+			if m.dead() {
+				continue
+			}
+			for _, o := range ms {
+				if o != m && !o.dead() && !m.node.alive(o.node.ID()) {
+					ok = false
+				}
+				if o != m && o.dead() && m.node.alive(o.node.ID()) {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("cluster did not converge")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func startMember(t testing.TB, cfg Config) *member {
@@ -66,7 +145,7 @@ func startMember(t testing.TB, cfg Config) *member {
 		mgr.Close()
 		node.Close()
 	})
-	return &member{node: node, mgr: mgr, h: mgr.Middleware(http.HandlerFunc(testApp))}
+	return &member{node: node, mgr: mgr, h: mgr.Middleware(http.HandlerFunc(testApp)), cfg: cfg}
 }
 
 // testApp is the application the members serve: /set?k=v, /del?k=,

@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,9 +39,14 @@ type Node struct {
 	log     *slog.Logger
 	sealer  *Sealer
 	comp    *compress.Compressor
-	peers   map[string]Peer
-	windows map[string]*ReplayWindow
+	view    view
+	windows windowSet
 	seq     atomic.Uint64
+
+	incarnation uint64 // this run's start time: peers spot a restart by it
+	draining    atomic.Bool
+	location    atomic.Pointer[[2]string] // owner, backup for cookies
+	misses      missCache
 
 	mgr     atomic.Pointer[core.Manager]
 	backups *backups
@@ -55,6 +59,8 @@ type Node struct {
 	client *http.Client
 	scheme string
 
+	spawnMu   sync.Mutex
+	closed    bool
 	stop      chan struct{}
 	ctx       context.Context // canceled by Close: ends requests in flight
 	cancel    context.CancelFunc
@@ -86,57 +92,58 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
-		peers: make(map[string]Peer), windows: make(map[string]*ReplayWindow),
-		backups: newBackups(), stop: make(chan struct{}),
+		view: view{peers: make(map[string]*peerState)}, windows: windowSet{m: make(map[string]*ReplayWindow)},
+		backups: newBackups(), stop: make(chan struct{}), incarnation: uint64(time.Now().UnixNano()),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.seq.Store(uint64(time.Now().UnixNano()))
+	n.seq.Store(n.incarnation)
 	n.touches.init()
 	for _, p := range cfg.Peers {
 		if p.ID != cfg.ID {
-			n.peers[p.ID] = p
-			n.windows[p.ID] = new(ReplayWindow)
+			n.view.peers[p.ID] = &peerState{Peer: p}
+			n.windows.add(p.ID)
 		}
 	}
 	n.sender = newSender(n)
-	n.sender.to = n.pickBuddy()
+	n.location.Store(&[2]string{cfg.ID, ""})
 	if err := n.listen(); err != nil {
 		n.cancel()
 		return nil, err
 	}
-	if n.sender.to.ID == "" {
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.sender.run(n.stop) }()
+	// One round of pings before returning, so the node starts with its
+	// buddy known.
+	n.discover()
+	n.probeAll()
+	if n.sender.buddy().ID == "" {
 		n.log.Warn("buddy: running alone, sessions have no backup")
-	} else {
-		n.log.Info("buddy: replicating", "buddy", n.sender.to.ID, "mode", cfg.Mode)
 	}
 	n.wg.Add(2)
-	go func() { defer n.wg.Done(); n.sender.run(n.stop) }()
 	go func() { defer n.wg.Done(); n.expireLoop() }()
+	go func() { defer n.wg.Done(); n.probeLoop() }()
 	return n, nil
 }
 
-// pickBuddy returns this node's buddy: its successor in ID order among the
-// peers, preferring a peer in another zone when there is one.
-func (n *Node) pickBuddy() Peer {
-	ids := slices.Sorted(func(yield func(string) bool) {
-		for id := range n.peers {
-			if !yield(id) {
-				return
-			}
-		}
-	})
-	if len(ids) == 0 {
-		return Peer{}
+// windowSet holds a replay window per peer.
+type windowSet struct {
+	mu sync.Mutex
+	m  map[string]*ReplayWindow
+}
+
+func (w *windowSet) add(id string) {
+	w.mu.Lock()
+	if _, ok := w.m[id]; !ok {
+		w.m[id] = new(ReplayWindow)
 	}
-	// Successors in ring order, starting after this node's ID.
-	i, _ := slices.BinarySearch(ids, n.cfg.ID)
-	ring := append(ids[i:], ids[:i]...)
-	for _, id := range ring {
-		if p := n.peers[id]; p.Zone != n.cfg.Zone {
-			return p
-		}
-	}
-	return n.peers[ring[0]]
+	w.mu.Unlock()
+}
+
+func (w *windowSet) get(id string) (*ReplayWindow, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r, ok := w.m[id]
+	return r, ok
 }
 
 // listen starts the HTTP/2 server.
@@ -168,7 +175,7 @@ func (n *Node) listen() error {
 		Protocols:           &protos,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     5 * time.Minute,
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         n.cfg.Dial,
 	}
 	if n.cfg.TLS != nil {
 		n.srv.TLSConfig = n.cfg.TLS.Clone()
@@ -199,6 +206,21 @@ func (n *Node) listen() error {
 	return nil
 }
 
+// spawn runs f in a goroutine that Close waits for, unless the node is
+// closing.
+func (n *Node) spawn(f func()) {
+	n.spawnMu.Lock()
+	defer n.spawnMu.Unlock()
+	if n.closed {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
 // Addr returns the address the replication listener is bound to.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
@@ -209,6 +231,9 @@ func (n *Node) ID() string { return n.cfg.ID }
 // fail) and the expiry loop. It does not hand sessions over.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.spawnMu.Lock()
+		n.closed = true
+		n.spawnMu.Unlock()
 		close(n.stop)
 		n.cancel()
 		_ = n.srv.Close()
@@ -225,9 +250,8 @@ func (n *Node) Bind(m *core.Manager) { n.mgr.Store(m) }
 // Location implements core.Locator: this node owns the sessions it serves,
 // and its buddy backs them up.
 func (n *Node) Location() (owner, backup string) {
-	n.sender.mu.Lock()
-	defer n.sender.mu.Unlock()
-	return n.cfg.ID, n.sender.to.ID
+	l := n.location.Load()
+	return l[0], l[1]
 }
 
 // Replicate implements core.Replicator.
@@ -343,7 +367,16 @@ func (n *Node) Stats() Stats {
 		Resyncs: resync, Backups: n.backups.len(), RecordsApplied: c.recordsApplied.Load(),
 		RecordsIgnored: c.recordsIgnored.Load(), GapsReported: c.gapsReported.Load(),
 		BytesReceived: c.bytesReceived.Load(), BackupsExpired: c.backupsExpired.Load(),
-		Rejected: make(map[string]uint64),
+		Rejected: make(map[string]uint64), Fetches: make(map[string]uint64),
+		Failovers: c.failovers.Load(), OwnershipMoves: c.ownershipMoves.Load(), Promoted: c.promoted.Load(),
+		RingChanges: c.ringChanges.Load(), TransferSessions: c.transferSessions.Load(),
+		TransferBytes: c.transferBytes.Load(), Drains: c.drains.Load(), Peers: n.Peers(),
+		Draining: n.draining.Load(),
+	}
+	for i, src := range fetchSources {
+		if v := c.fetches[i].Load(); v > 0 {
+			st.Fetches[src] = v
+		}
 	}
 	for i, r := range rejectReasons {
 		if v := c.rejected[i].Load(); v > 0 {

@@ -3,10 +3,11 @@ package buddy
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandemsession/tandem/internal/faultnet"
 )
 
 func TestSyncReplicatesEveryChange(t *testing.T) {
@@ -103,42 +104,14 @@ func TestGapTriggersFullCopy(t *testing.T) {
 	}
 }
 
-// blackhole accepts connections and never answers.
-func blackhole(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return ln.Addr().String()
-}
-
 func TestAsyncQueueIsBounded(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg := Config{ID: "n1", Listener: ln, ClusterKeys: [][]byte{testClusterKey}, Mode: Async, QueueSize: 10,
-		MaxBatchRecords: 4, ReplicationTimeout: 200 * time.Millisecond,
-		Peers: []Peer{{ID: "n1", Addr: ln.Addr().String()}, {ID: "n2", Addr: blackhole(t)}}}
-	a := startMember(t, cfg)
+	ms, fn := faultyCluster(t, 2, func(c *Config) {
+		c.Mode, c.QueueSize, c.MaxBatchRecords = Async, 10, 4
+		c.ReplicationTimeout, c.DeadAfter, c.SuspectAfter = 200*time.Millisecond, time.Minute, time.Minute
+	})
+	a := ms[0]
+	fn.Set("n1", "n2", faultnet.Stall)
+	defer fn.Heal()
 	u := &browser{t: t}
 	for i := range 30 {
 		if rec := u.do(a, fmt.Sprintf("/set?k%d=v", i)); rec.Code != 200 {
@@ -149,15 +122,22 @@ func TestAsyncQueueIsBounded(t *testing.T) {
 	if st.QueueDepth > 10 || st.QueueOverflows == 0 || st.Resyncs != 1 {
 		t.Fatalf("depth %d overflows %d resyncs %d", st.QueueDepth, st.QueueOverflows, st.Resyncs)
 	}
+	// Once the link is back, the overflowed session reaches the buddy whole.
+	fn.Heal()
+	if err := a.node.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sameCopy(t, a, ms[1], u.id)
 }
 
 func TestSyncTimeoutPolicies(t *testing.T) {
 	for _, policy := range []ErrorPolicy{Degrade, Fail} {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		cfg := Config{ID: "n1", Listener: ln, ClusterKeys: [][]byte{testClusterKey}, OnReplicationError: policy,
-			ReplicationTimeout: 100 * time.Millisecond,
-			Peers:              []Peer{{ID: "n1", Addr: ln.Addr().String()}, {ID: "n2", Addr: blackhole(t)}}}
-		a := startMember(t, cfg)
+		ms, fn := faultyCluster(t, 2, func(c *Config) {
+			c.OnReplicationError = policy
+			c.ReplicationTimeout, c.DeadAfter, c.SuspectAfter = 100*time.Millisecond, time.Minute, time.Minute
+		})
+		a := ms[0]
+		fn.Set("n1", "n2", faultnet.Stall)
 		u := &browser{t: t}
 		rec := u.do(a, "/set?k=v")
 		want := 200
@@ -173,14 +153,17 @@ func TestSyncTimeoutPolicies(t *testing.T) {
 		if a.mgr.Len() != 1 {
 			t.Fatal("the change was not committed locally")
 		}
+		fn.Heal()
 	}
 }
 
 func TestFlushHonoursContext(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg := Config{ID: "n1", Listener: ln, ClusterKeys: [][]byte{testClusterKey}, Mode: Async, ReplicationTimeout: time.Minute,
-		Peers: []Peer{{ID: "n1", Addr: ln.Addr().String()}, {ID: "n2", Addr: blackhole(t)}}}
-	a := startMember(t, cfg)
+	ms, fn := faultyCluster(t, 2, func(c *Config) {
+		c.Mode, c.ReplicationTimeout, c.DeadAfter, c.SuspectAfter = Async, time.Minute, time.Minute, time.Minute
+	})
+	fn.Set("n1", "n2", faultnet.Stall)
+	defer fn.Heal()
+	a := ms[0]
 	(&browser{t: t}).do(a, "/set?k=v")
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()

@@ -125,9 +125,11 @@ func KeyID(key []byte) [4]byte {
 }
 
 // NewSealer returns a sealer for node self. keys are the cluster keys, each
-// ClusterKeySize (32) bytes: the first seals, all of them open, so a key is
-// rotated by deploying [new, old] everywhere, then [new]. A key repeated in
-// the list is used once. self must be 1 to MaxIDLen bytes long.
+// ClusterKeySize (32) bytes: the first seals, all of them open. A key is
+// rotated in three rolling deploys, each finished on every node before the
+// next starts: [old, new] (every node can open new), [new, old] (every node
+// seals with new), [new]. A key repeated in the list is used once. self
+// must be 1 to MaxIDLen bytes long.
 func NewSealer(self string, keys [][]byte) (*Sealer, error) {
 	if self == "" || len(self) > MaxIDLen {
 		return nil, fmt.Errorf("buddy: node ID of %d bytes, want 1 to %d", len(self), MaxIDLen)
@@ -296,7 +298,7 @@ const ReplayWindowSize = 1024
 // for concurrent use and must not be copied after first use.
 type ReplayWindow struct {
 	mu   sync.Mutex
-	any  bool   // some number was accepted
+	used bool   // some number was accepted or rejected below a floor
 	high uint64 // highest number accepted
 	seen [ReplayWindowSize / 64]uint64
 }
@@ -306,13 +308,13 @@ type ReplayWindow struct {
 func (w *ReplayWindow) Accept(seq uint64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.any || seq > w.high {
+	if !w.used || seq > w.high {
 		var d uint64 = ReplayWindowSize
-		if w.any {
+		if w.used {
 			d = seq - w.high
 		}
 		w.advance(d, seq)
-		w.any, w.high = true, seq
+		w.used, w.high = true, seq
 		w.set(seq)
 		return true
 	}
@@ -324,6 +326,37 @@ func (w *ReplayWindow) Accept(seq uint64) bool {
 	}
 	w.set(seq)
 	return true
+}
+
+// RejectBelow makes w reject every number below floor from now on, as if
+// all of them had been seen; numbers from floor up are unaffected. A
+// receiver that learns a sender's current counter through an
+// authenticated exchange (after its own restart, when its windows are
+// empty) calls it so that messages captured before the restart cannot be
+// replayed to it.
+func (w *ReplayWindow) RejectBelow(floor uint64) {
+	if floor == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	top := floor - 1 // highest number to reject
+	if !w.used || top > w.high {
+		var d uint64 = ReplayWindowSize
+		if w.used {
+			d = top - w.high
+		}
+		w.advance(d, top)
+		w.used, w.high = true, top
+	}
+	// Mark the numbers of the window up to top as seen.
+	lo := w.high - min(w.high, ReplayWindowSize-1)
+	for x := top; x >= lo; x-- {
+		w.set(x)
+		if x == 0 {
+			break
+		}
+	}
 }
 
 // advance forgets the bits of the d numbers up to and including seq, which

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/bits"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -436,3 +437,115 @@ func wtBenchOpen(b *testing.B, size int) {
 
 func BenchmarkSeal8K(b *testing.B) { wtBenchSeal(b, 8<<10) }
 func BenchmarkOpen8K(b *testing.B) { wtBenchOpen(b, 8<<10) }
+
+func TestReplayWindowRejectBelow(t *testing.T) {
+	const base = 1_700_000_000_000_000_000
+	t.Run("empty window", func(t *testing.T) {
+		var w ReplayWindow
+		w.RejectBelow(base)
+		for _, seq := range []uint64{0, base - 5000, base - 1} {
+			if w.Accept(seq) {
+				t.Fatalf("%d accepted below the floor", seq)
+			}
+		}
+		for seq := uint64(base - 1100); seq < base; seq++ {
+			if w.Accept(seq) {
+				t.Fatalf("base%+d accepted below the floor", int64(seq-base))
+			}
+		}
+		if !w.Accept(base) || !w.Accept(base+2) || !w.Accept(base+1) || w.Accept(base+1) {
+			t.Fatal("numbers from the floor up are not accepted exactly once")
+		}
+	})
+	t.Run("floor above the high-water mark", func(t *testing.T) {
+		var w ReplayWindow
+		w.Accept(base)
+		w.Accept(base + 3)
+		w.RejectBelow(base + 10)
+		for seq := uint64(base - 2000); seq < base+10; seq++ {
+			if w.Accept(seq) {
+				t.Fatalf("base%+d accepted below the floor", int64(seq-base))
+			}
+		}
+		if !w.Accept(base + 10) {
+			t.Fatal("the floor itself rejected")
+		}
+	})
+	t.Run("floor inside the window", func(t *testing.T) {
+		var w ReplayWindow
+		w.Accept(base + 100)
+		w.RejectBelow(base + 50)
+		if w.Accept(base+49) || w.Accept(base) {
+			t.Fatal("number below the floor accepted")
+		}
+		if !w.Accept(base+50) || !w.Accept(base+99) || w.Accept(base+100) {
+			t.Fatal("numbers above the floor changed")
+		}
+	})
+	t.Run("floor below the window", func(t *testing.T) {
+		var w ReplayWindow
+		w.Accept(base + 5000)
+		w.RejectBelow(base)
+		if !w.Accept(base+4999) || w.Accept(base+5000) || w.Accept(base+5000-1024) {
+			t.Fatal("window changed by a floor below it")
+		}
+	})
+	t.Run("small numbers", func(t *testing.T) {
+		var w ReplayWindow
+		w.RejectBelow(0) // no-op
+		if !w.Accept(0) {
+			t.Fatal("0 rejected after RejectBelow(0)")
+		}
+		var v ReplayWindow
+		v.RejectBelow(3)
+		if v.Accept(0) || v.Accept(2) || !v.Accept(3) {
+			t.Fatal("small floor misapplied")
+		}
+	})
+}
+
+func TestReplayWindowModel(t *testing.T) {
+	// Random arrivals against the rules written plainly: a number is
+	// accepted iff it is not below the floor set by RejectBelow and is
+	// above the highest seen, or within ReplayWindowSize below it and not
+	// seen before.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 20 {
+		var w ReplayWindow
+		seen := map[uint64]bool{}
+		var high, floor uint64
+		first := true
+		next := uint64(rng.Int64N(1 << 40))
+		for i := range 5000 {
+			var seq uint64
+			switch r := rng.IntN(100); {
+			case r < 50:
+				seq = next + uint64(rng.IntN(3)) // mostly just ahead
+			case r < 90:
+				seq = next - uint64(rng.IntN(1100)) // around the window's bottom
+			case r < 98:
+				seq = next + uint64(rng.IntN(3000)) // jumps
+			default:
+				f := next + 1 - uint64(rng.IntN(2000))
+				w.RejectBelow(f)
+				floor = max(floor, f)
+				if first || f-1 > high {
+					high, first = f-1, false
+				}
+				continue
+			}
+			want := seq >= floor && (first || seq > high || (high-seq < ReplayWindowSize && !seen[seq]))
+			if got := w.Accept(seq); got != want {
+				t.Fatalf("round %d step %d: Accept(%d) = %v, want %v (high %d, floor %d)", round, i, seq, got, want, high, floor)
+			}
+			if want {
+				seen[seq] = true
+				if first || seq > high {
+					high = seq
+				}
+				first = false
+			}
+			next = max(next, seq)
+		}
+	}
+}

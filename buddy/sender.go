@@ -18,10 +18,11 @@ var errQueueFull = errors.New("buddy: replication queue full")
 // fill while the previous batch is in flight (group commit); every
 // synchronous commit whose record is in it waits on done.
 type batch struct {
-	recs  []Record
-	bytes int
-	done  chan struct{}
-	err   error
+	recs   []Record
+	bytes  int
+	done   chan struct{}
+	err    error
+	resync bool // full copies from the resync set (state transfer)
 }
 
 // sender ships records to the buddy: one batch in flight at a time, so the
@@ -38,6 +39,9 @@ type sender struct {
 	resync   map[string]struct{}
 	inflight *batch
 	wake     chan struct{}
+	// generation counts buddy changes, so a transfer knows whether the
+	// buddy it filled is still the buddy.
+	generation uint64
 }
 
 func newSender(n *Node) *sender {
@@ -90,6 +94,13 @@ func (s *sender) enqueue(r Record) (b *batch, full bool) {
 	return b, false
 }
 
+// buddy returns the current buddy.
+func (s *sender) buddy() Peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.to
+}
+
 func (s *sender) signal() {
 	select {
 	case s.wake <- struct{}{}:
@@ -130,8 +141,16 @@ func (s *sender) next() (*batch, Peer) {
 		ids = append(ids, id)
 		delete(s.resync, id)
 	}
-	s.inflight = &batch{recs: s.n.fullCopies(ids), done: make(chan struct{})}
+	s.inflight = &batch{recs: s.n.fullCopies(ids), done: make(chan struct{}), resync: true}
 	return s.inflight, s.to
+}
+
+// markForResync queues a full resend of session id.
+func (s *sender) markForResync(id string) {
+	s.mu.Lock()
+	s.resync[id] = struct{}{}
+	s.mu.Unlock()
+	s.signal()
 }
 
 // flush waits until every record queued before the call, and every pending
@@ -182,7 +201,7 @@ func (s *sender) run(stop <-chan struct{}) {
 			if b == nil {
 				break
 			}
-			err := s.send(to, b)
+			raw, err := s.send(to, b)
 			s.mu.Lock()
 			s.inflight = nil
 			s.mu.Unlock()
@@ -190,6 +209,11 @@ func (s *sender) run(stop <-chan struct{}) {
 			close(b.done)
 			if err == nil {
 				backoff = 0
+				if b.resync {
+					s.n.stats.transferSessions.Add(uint64(len(b.recs)))
+					s.n.stats.transferBytes.Add(uint64(raw))
+					s.pace(raw, stop)
+				}
 				continue
 			}
 			s.markResync(b)
@@ -202,6 +226,23 @@ func (s *sender) run(stop <-chan struct{}) {
 			case <-time.After(backoff):
 			}
 		}
+	}
+}
+
+// pace holds state transfer to Config.TransferRate, so that live changes,
+// which always go first, keep the link.
+func (s *sender) pace(raw int, stop <-chan struct{}) {
+	rate := s.n.cfg.TransferRate
+	if rate <= 0 {
+		return
+	}
+	d := time.Duration(float64(raw) / float64(rate) * float64(time.Second))
+	if d < time.Millisecond {
+		return
+	}
+	select {
+	case <-stop:
+	case <-time.After(d):
 	}
 }
 
@@ -228,15 +269,17 @@ func (s *sender) failAll(err error) {
 
 // send delivers b to the buddy; when the buddy reports gaps it sends the
 // full copies those sessions need before b counts as delivered.
-func (s *sender) send(to Peer, b *batch) error {
+func (s *sender) send(to Peer, b *batch) (int, error) {
 	n := s.n
 	recs := b.recs
+	total := 0
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
 		reply, raw, wire, err := n.sendBatch(to, recs)
+		total += raw
 		if err != nil {
 			n.stats.sendErrors.Add(1)
-			return err
+			return total, err
 		}
 		n.stats.batches.Add(1)
 		n.stats.recordsSent.Add(uint64(len(recs)))
@@ -245,10 +288,10 @@ func (s *sender) send(to Peer, b *batch) error {
 		n.stats.batchSizes.observe(uint64(len(recs)))
 		n.stats.latency.observe(micros(time.Since(start)))
 		if len(reply.NeedFull) == 0 {
-			return nil
+			return total, nil
 		}
 		if attempt == 3 {
-			return fmt.Errorf("buddy: %d sessions still out of step after full copies", len(reply.NeedFull))
+			return total, fmt.Errorf("buddy: %d sessions still out of step after full copies", len(reply.NeedFull))
 		}
 		recs = n.fullCopies(reply.NeedFull)
 		n.stats.fullCopies.Add(uint64(len(recs)))

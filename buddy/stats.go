@@ -35,6 +35,18 @@ type Stats struct {
 	BytesReceived  uint64
 	Rejected       map[string]uint64 // requests rejected, by reason
 	BackupsExpired uint64
+
+	// Cluster lifecycle.
+	Peers            []PeerStatus
+	Draining         bool
+	RingChanges      uint64            // membership changes that recomputed the ring
+	Failovers        uint64            // sessions taken over from a dead owner
+	Fetches          map[string]uint64 // sessions fetched, by source (Source*)
+	OwnershipMoves   uint64            // sessions this node gave up to another
+	Promoted         uint64            // backup copies taken over from a draining owner
+	TransferSessions uint64            // full copies sent to a new buddy
+	TransferBytes    uint64            // their raw bytes
+	Drains           uint64            // graceful shutdowns
 }
 
 // Histogram counts observations in power-of-two buckets: Buckets[i] counts
@@ -106,6 +118,18 @@ type counters struct {
 	backupsExpired                                              atomic.Uint64
 	batchSizes, latency                                         hist
 	rejected                                                    [8]atomic.Uint64
+	failovers, ownershipMoves, promoted, ringChanges            atomic.Uint64
+	transferSessions, transferBytes, drains                     atomic.Uint64
+	fetches                                                     [6]atomic.Uint64
+}
+
+func (c *counters) fetched(source string) {
+	for i, s := range fetchSources {
+		if s == source {
+			c.fetches[i].Add(1)
+			return
+		}
+	}
 }
 
 func (c *counters) reject(reason string) {

@@ -14,7 +14,11 @@ import (
 // Paths of the replication endpoints. Every request body is one sealed
 // envelope; every 200 response body is one sealed reply. See PROTOCOL.md.
 const (
-	pathBatch = "/tandem/v1/batch"
+	pathBatch    = "/tandem/v1/batch"
+	pathFetch    = "/tandem/v1/fetch"
+	pathPing     = "/tandem/v1/ping"
+	pathTransfer = "/tandem/v1/transfer"
+	pathLeave    = "/tandem/v1/leave"
 )
 
 const contentType = "application/x-tandem"
@@ -31,6 +35,10 @@ var replyType = map[MsgType]MsgType{
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(pathBatch, n.endpoint(MsgBatch, n.onBatch))
+	mux.Handle(pathFetch, n.endpoint(MsgFetch, n.onFetch))
+	mux.Handle(pathPing, n.endpoint(MsgPing, n.onPing))
+	mux.Handle(pathTransfer, n.endpoint(MsgTransfer, n.onTransfer))
+	mux.Handle(pathLeave, n.endpoint(MsgLeave, n.onLeave))
 	return mux
 }
 
@@ -71,7 +79,7 @@ func (n *Node) endpoint(typ MsgType, handle func(from string, payload []byte) ([
 			n.reject(w, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("message type %d on %s", h.Type, r.URL.Path)})
 			return
 		}
-		win, known := n.windows[h.From]
+		win, known := n.windows.get(h.From)
 		if !known {
 			n.reject(w, &rejection{http.StatusForbidden, RejectUnknown, fmt.Errorf("%w: %q", ErrUnknownNode, h.From)})
 			return

@@ -478,10 +478,11 @@ func (r *reader) count(what string, minSize, max int, limit string) (int, error)
 // bytes reads a length-prefixed byte string of at most max bytes (named
 // limit). The result aliases r.b: callers copy it.
 func (r *reader) bytes(what string, max int, limit string) ([]byte, error) {
-	v, err := r.uvarint(what + " length")
-	if err != nil {
-		return nil, err
+	v, n := binary.Uvarint(r.b[r.off:])
+	if n <= 0 {
+		return nil, r.fail(ErrMalformed, "%s length truncated or overflowing", what)
 	}
+	r.off += n
 	if v > uint64(r.rest()) {
 		return nil, r.fail(ErrMalformed, "%s of %d bytes truncated, %d remain", what, v, r.rest())
 	}

@@ -93,11 +93,17 @@ type Locator interface {
 type Route struct {
 	Owner  string
 	Backup string
+	// Unsaved: the cookie was issued before the session was stored, so
+	// only Owner can hold it.
+	Unsaved bool
 }
 
-// Fetcher is implemented by replicators that can bring a session this node
-// does not hold from another node (failover). Fetch returns a full copy and
-// makes this node its owner, or ok false when no node holds it.
+// Fetcher is implemented by replicators that can bring a session from
+// another node (failover, or a session whose cookie names another owner).
+// local is the version this node holds (0 for none): a Fetcher asks the
+// cluster for a copy only when one may be newer. Fetch returns a full copy,
+// which the previous holder gave up, or ok false when no node holds a newer
+// one. The manager installs the copy and replicates it in full.
 type Fetcher interface {
-	Fetch(ctx context.Context, id string, route Route) (c *Change, ok bool, err error)
+	Fetch(ctx context.Context, id string, route Route, local uint64) (c *Change, ok bool, err error)
 }

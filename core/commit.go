@@ -122,6 +122,9 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		if err := m.checkSize(len(attrs), sizeOf(attrs)); err != nil {
 			return acks, err
 		}
+		if prevID == "" && m.draining.Load() {
+			return acks, ErrDraining
+		}
 		if !m.store.reserve() {
 			return acks, ErrNodeFull
 		}
@@ -139,6 +142,10 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 	}
 	rec := s.rec
 	rec.mu.Lock()
+	if rec.dead && rec.moved {
+		rec.mu.Unlock()
+		return acks, ErrSessionMoved
+	}
 	if rec.dead {
 		rec.mu.Unlock()
 		m.log.Debug("tandem: session ended by a concurrent request; changes dropped", "id", rec.id)
@@ -187,7 +194,7 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 	switch {
 	case s.rec != nil:
 		loc := m.location()
-		if s.cookieID == s.id && s.route == loc && !s.staleKey {
+		if s.cookieID == s.id && s.route == loc && !s.staleCookie {
 			return
 		}
 		if h == nil {
@@ -211,7 +218,7 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 		// Issue the new session's cookie with the header, so that what the
 		// handler stores after the body started is still found next time.
 		loc := m.location()
-		v, err := m.cookies.encode(payload{id: s.ensureID(), owner: loc.Owner, backup: loc.Backup})
+		v, err := m.cookies.encode(payload{id: s.ensureID(), owner: loc.Owner, backup: loc.Backup, unsaved: true})
 		if err != nil {
 			m.log.Error("tandem: cookie not encoded", "err", err)
 			return
@@ -228,7 +235,7 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 		return
 	}
 	h.Add("Set-Cookie", m.newCookie(value, maxAge).String())
-	s.cookieID, s.staleKey = s.id, false
+	s.cookieID, s.staleCookie = s.id, false
 	if maxAge < 0 {
 		s.cookieID = ""
 	}

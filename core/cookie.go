@@ -47,11 +47,15 @@ func validID(id string) bool {
 	return true
 }
 
-// payload is what the cookie carries: no session data, only where to find it.
+// payload is what the cookie carries: no session data, only where to find
+// it. unsaved marks a cookie issued before its session was stored (a new
+// session's cookie goes out with the header): if the session is not found,
+// only its owner may hold it, so the cluster is not searched.
 type payload struct {
-	id     string
-	owner  string
-	backup string
+	id      string
+	owner   string
+	backup  string
+	unsaved bool
 }
 
 func (p payload) marshal() []byte {
@@ -61,7 +65,10 @@ func (p payload) marshal() []byte {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	return b
+	if p.unsaved {
+		return append(b, 1)
+	}
+	return append(b, 0)
 }
 
 func unmarshalPayload(b []byte) (payload, error) {
@@ -78,10 +85,10 @@ func unmarshalPayload(b []byte) (payload, error) {
 		f[i] = string(b[k : k+int(n)])
 		b = b[k+int(n):]
 	}
-	if len(b) != 0 || !validID(f[0]) {
+	if len(b) != 1 || b[0] > 1 || !validID(f[0]) {
 		return payload{}, errBadPayload
 	}
-	return payload{id: f[0], owner: f[1], backup: f[2]}, nil
+	return payload{id: f[0], owner: f[1], backup: f[2], unsaved: b[0] == 1}, nil
 }
 
 // cookieCodec signs and encrypts payloads with securecookie, trying every

@@ -24,6 +24,13 @@ var (
 	// ErrReplication: the change is committed on this node but the replicator
 	// could not confirm a second copy. The default error handler answers 503.
 	ErrReplication = errors.New("tandem: replication failed")
+	// ErrSessionMoved: another node took the session over while this
+	// request ran; its changes were not committed. The default error
+	// handler answers 503 so the client retries (and reaches the new owner).
+	ErrSessionMoved = errors.New("tandem: session moved to another node")
+	// ErrDraining: the node is shutting down and creates no new session.
+	// The default error handler answers 503.
+	ErrDraining = errors.New("tandem: node is draining")
 	// ErrNoSession: FromContext found no session (the middleware is missing).
 	ErrNoSession = errors.New("tandem: no session in context")
 	// ErrResponseAborted: the commit failed when the header was about to be

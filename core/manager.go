@@ -25,6 +25,7 @@ type Manager struct {
 	fetcher Fetcher
 
 	flashSeq atomic.Uint64
+	draining atomic.Bool
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -104,11 +105,13 @@ func (m *Manager) Len() int { return int(m.store.count.Load()) }
 
 func (m *Manager) now() int64 { return m.cfg.Now().UnixNano() }
 
-// DefaultErrorHandler answers 503 Service Unavailable for ErrNodeFull and
-// ErrReplication, and 500 Internal Server Error for any other commit error.
+// DefaultErrorHandler answers 503 Service Unavailable for ErrNodeFull,
+// ErrReplication, ErrSessionMoved and ErrDraining, and 500 Internal Server
+// Error for any other commit error.
 func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	code := http.StatusInternalServerError
-	if errors.Is(err, ErrNodeFull) || errors.Is(err, ErrReplication) {
+	if errors.Is(err, ErrNodeFull) || errors.Is(err, ErrReplication) ||
+		errors.Is(err, ErrSessionMoved) || errors.Is(err, ErrDraining) {
 		code = http.StatusServiceUnavailable
 	}
 	http.Error(w, http.StatusText(code), code)
@@ -140,23 +143,33 @@ func (m *Manager) Load(r *http.Request) *Session {
 		s.isNew = true
 		return s
 	}
-	s.route = Route{Owner: p.owner, Backup: p.backup}
+	s.route = Route{Owner: p.owner, Backup: p.backup, Unsaved: p.unsaved}
 	now := m.now()
 	rec, ok := m.store.get(p.id, now)
-	if !ok && m.fetcher != nil {
-		rec, ok = m.fetch(r.Context(), p.id, s.route, now)
+	self := m.location().Owner
+	if m.fetcher != nil && (!ok || p.owner != "" && p.owner != self) && !(p.unsaved && p.owner == self) {
+		// Not here, or the cookie names another owner: a newer copy may
+		// live elsewhere.
+		var local uint64
+		if ok {
+			local = rec.versionLocked()
+		}
+		if fetched, fok := m.fetch(r.Context(), p.id, s.route, local, now); fok {
+			rec, ok = fetched, true
+		}
 	}
 	if !ok {
 		s.isNew = true
 		return s
 	}
-	s.id, s.rec, s.cookieID, s.staleKey = p.id, rec, p.id, stale
+	s.id, s.rec, s.cookieID, s.staleCookie = p.id, rec, p.id, stale || p.unsaved
 	return s
 }
 
-// fetch brings a session this node does not hold from the cluster.
-func (m *Manager) fetch(ctx context.Context, id string, route Route, now int64) (*record, bool) {
-	c, ok, err := m.fetcher.Fetch(ctx, id, route)
+// fetch brings a session from the cluster, installs it and replicates it in
+// full to this node's backup.
+func (m *Manager) fetch(ctx context.Context, id string, route Route, local uint64, now int64) (*record, bool) {
+	c, ok, err := m.fetcher.Fetch(ctx, id, route, local)
 	if err != nil {
 		m.log.Warn("tandem: session fetch failed, starting a new session", "err", err)
 		return nil, false
@@ -172,8 +185,43 @@ func (m *Manager) fetch(ctx context.Context, id string, route Route, now int64) 
 	if rec.deadline(m.store.idle, m.store.life) <= now {
 		return nil, false
 	}
+	if m.repl != nil {
+		rec.mu.Lock()
+		ack := m.repl.Replicate(rec.fullChange(""))
+		rec.mu.Unlock()
+		if ack != nil {
+			if err := ack.Wait(ctx); err != nil {
+				m.log.Warn("tandem: fetched session not replicated", "err", err)
+			}
+		}
+	}
 	return rec, true
 }
+
+// Surrender gives up a session this node holds because another node takes
+// it over: it returns a full copy and removes the session here. A request
+// still running on it here fails its commit with ErrSessionMoved. The
+// cluster (package buddy) calls it; applications do not.
+func (m *Manager) Surrender(id string) (*Change, bool) {
+	rec, ok := m.store.get(id, m.now())
+	if !ok {
+		return nil, false
+	}
+	rec.mu.Lock()
+	if rec.dead {
+		rec.mu.Unlock()
+		return nil, false
+	}
+	c := rec.fullChange("")
+	rec.dead, rec.moved = true, true
+	rec.mu.Unlock()
+	m.store.remove(rec)
+	return c, true
+}
+
+// Drain makes the node refuse to create sessions (ErrDraining, 503): call it
+// when the node is about to stop. Existing sessions are still served.
+func (m *Manager) Drain() { m.draining.Store(true) }
 
 // Install stores a full copy of a session fetched from another node and
 // makes this node its owner. A copy older than the one held is ignored.
@@ -266,4 +314,14 @@ func (m *Manager) location() Route {
 // replicator uses them to expire backup copies.
 func (m *Manager) Timeouts() (idle, lifetime time.Duration) {
 	return m.cfg.IdleTimeout, m.cfg.Lifetime
+}
+
+// IDs calls fn with the ID of every session this node holds, until fn
+// returns false.
+func (m *Manager) IDs(fn func(id string) bool) {
+	for _, rec := range m.store.records() {
+		if !fn(rec.id) {
+			return
+		}
+	}
 }

@@ -119,7 +119,7 @@ func TestCookieNamesOwnerAndBackup(t *testing.T) {
 	})
 	c.do("/")
 	c.do("/")
-	if route != (Route{"n1", "n2"}) {
+	if route != (Route{Owner: "n1", Backup: "n2"}) {
 		t.Fatalf("route %+v", route)
 	}
 	rep.mu.Lock()
@@ -129,7 +129,7 @@ func TestCookieNamesOwnerAndBackup(t *testing.T) {
 		t.Fatal("cookie not re-issued after the backup moved")
 	}
 	c.do("/")
-	if route != (Route{"n1", "n3"}) {
+	if route != (Route{Owner: "n1", Backup: "n3"}) {
 		t.Fatalf("route %+v", route)
 	}
 }

@@ -37,10 +37,11 @@ type Session struct {
 	carry bool
 
 	// cookieID is the session ID the client's cookie holds ("" for none);
-	// staleKey says that cookie was sealed with an old key. The commit sends
-	// a new cookie when these differ from the session's ID, key or route.
+	// staleCookie says that cookie must be replaced anyway (sealed with an
+	// old key, or marked unsaved). The commit sends a new cookie when these
+	// differ from the session's ID, key or route.
 	cookieID    string
-	staleKey    bool
+	staleCookie    bool
 	invalidated bool
 
 	headerDone bool  // CommitHeader ran

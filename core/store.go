@@ -22,7 +22,14 @@ type record struct {
 	created  int64 // unix nanoseconds
 	accessed atomic.Int64
 	dead     bool
+	moved    bool // dead because another node took it over
 	bucket   atomic.Int64 // expiry bucket index; written under the shard's mutex
+}
+
+func (r *record) versionLocked() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.version
 }
 
 // deadline is when the record expires, in unix nanoseconds.

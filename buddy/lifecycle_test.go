@@ -1,0 +1,280 @@
+package buddy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandemsession/tandem/core"
+	"github.com/tandemsession/tandem/internal/faultnet"
+)
+
+// readAll returns the session's attributes as the member serves them.
+func readAll(t testing.TB, m *member, cookie string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	h := m.mgr.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := core.FromContext(r.Context())
+		for _, k := range s.Keys() {
+			v, _, _ := core.Get[string](s, k)
+			out[k] = v
+		}
+	}))
+	b := &browser{t: t, cookie: cookie}
+	b.do(&member{h: h}, "/")
+	return out
+}
+
+// live returns the members that are not dead.
+func live(ms []*member) []*member {
+	var out []*member
+	for _, m := range ms {
+		if !m.dead() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// writer is a client that keeps writing to its session and remembers what
+// was acknowledged.
+type writer struct {
+	b     browser
+	acked map[string]string
+}
+
+// write sets k=v through m; a 200 from a member that was not killed while
+// the request ran counts as acknowledged.
+func (w *writer) write(m *member, k, v string) bool {
+	deadBefore := m.dead()
+	rec := w.b.do(m, "/set?"+k+"="+v)
+	if rec.Code != http.StatusOK || deadBefore || m.dead() {
+		return false
+	}
+	w.acked[k] = v
+	return true
+}
+
+// check fails unless every acknowledged write is readable through m.
+func (w *writer) check(t testing.TB, m *member) {
+	t.Helper()
+	got := readAll(t, m, w.b.cookie)
+	for k, v := range w.acked {
+		if got[k] != v {
+			t.Fatalf("through %s: %s=%q, acknowledged %q (session %s)", m.node.ID(), k, got[k], v, w.b.id)
+		}
+	}
+}
+
+func TestPrimaryKilledUnderConcurrentWrites(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	n1 := ms[0]
+	var mu sync.Mutex
+	var ws []*writer
+	var wg sync.WaitGroup
+	killed := make(chan struct{})
+	for c := range 8 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		ws = append(ws, w)
+		wg.Go(func() {
+			for i := range 60 {
+				if i == 20 && c == 0 {
+					mu.Lock()
+					n1.kill()
+					mu.Unlock()
+					close(killed)
+				}
+				target := n1
+				select {
+				case <-killed:
+					target = ms[1+i%2] // the balancer sends users elsewhere
+				default:
+				}
+				w.write(target, fmt.Sprintf("k%d", i%7), fmt.Sprint(i))
+			}
+		})
+	}
+	wg.Wait()
+	for _, w := range ws {
+		if len(w.acked) == 0 {
+			t.Fatal("no write acknowledged")
+		}
+		for _, m := range live(ms) {
+			w.check(t, m)
+		}
+	}
+	st := ms[1].node.Stats()
+	if st.Failovers+ms[2].node.Stats().Failovers == 0 {
+		t.Fatalf("no failover counted: %+v", st.Fetches)
+	}
+}
+
+func TestBuddyKilledThenSecondFailure(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	n1, n2, n3 := ms[0], ms[1], ms[2]
+	var ws []*writer
+	for i := range 20 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		w.write(n1, "k", fmt.Sprint(i))
+		ws = append(ws, w)
+	}
+	n2.kill() // n1's buddy
+	waitFor(t, "n1 picks n3 as buddy", func() bool { return n1.node.Stats().Buddy == "n3" })
+	if err := n1.node.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(n3.node.BackupIDs("n1")); got != 20 {
+		t.Fatalf("new buddy holds %d of n1's 20 sessions", got)
+	}
+	if n1.node.Stats().TransferSessions < 20 {
+		t.Fatalf("transfer counted %d sessions", n1.node.Stats().TransferSessions)
+	}
+	n1.kill() // the second failure
+	for _, w := range ws {
+		w.check(t, n3)
+	}
+}
+
+func TestJoinGetsFullCopy(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	n1, n2, n3 := ms[0], ms[1], ms[2]
+	n3.kill()
+	waitRing(t, ms)
+	// n2's buddy is now n1 (ring n1, n2).
+	var ws []*writer
+	for i := range 10 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		w.write(n2, "k", fmt.Sprint(i))
+		ws = append(ws, w)
+	}
+	if got := len(n1.node.BackupIDs("n2")); got != 10 {
+		t.Fatalf("n1 holds %d copies of n2's sessions", got)
+	}
+	n3.restart(t) // joins (empty): n2's successor again
+	waitRing(t, ms)
+	waitFor(t, "n2 sends n3 its sessions", func() bool { return len(n3.node.BackupIDs("n2")) == 10 })
+	waitFor(t, "n1 drops its copies", func() bool { return len(n1.node.BackupIDs("n2")) == 0 })
+	n2.kill()
+	for _, w := range ws {
+		w.check(t, n3)
+	}
+}
+
+func TestRollingRestartLosesNothing(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	var ws []*writer
+	for i := range 30 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		w.write(ms[i%3], "start", fmt.Sprint(i))
+		ws = append(ws, w)
+	}
+	for round, m := range ms {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		if err := m.node.Shutdown(ctx); err != nil {
+			t.Fatalf("drain %s: %v", m.node.ID(), err)
+		}
+		cancel()
+		m.mgr.Close()
+		m.gone.Store(true)
+		waitRing(t, ms)
+		// Users keep working on the remaining nodes.
+		for i, w := range ws {
+			others := live(ms)
+			if !w.write(others[i%len(others)], fmt.Sprintf("r%d", round), fmt.Sprint(i)) {
+				t.Fatalf("write refused during round %d", round)
+			}
+		}
+		m.restart(t)
+		waitRing(t, ms)
+	}
+	for _, w := range ws {
+		for _, m := range ms {
+			w.check(t, m)
+		}
+	}
+	if ms[0].node.Stats().Drains != 0 { // a fresh node after restart
+		t.Fatal("restarted node reports a drain")
+	}
+}
+
+func TestPartitionHealNoStaleRead(t *testing.T) {
+	ms, fn := faultyCluster(t, 3, fastTimers)
+	n1, n2 := ms[0], ms[1]
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	w.write(n1, "v", "1")
+	fn.Partition([]string{"n1"}, []string{"n2", "n3"})
+	waitFor(t, "n2 sees n1 dead", func() bool { return !n2.node.alive("n1") })
+	// The balancer cannot reach n1 either: the user moves to n2.
+	if !w.write(n2, "v", "2") {
+		t.Fatal("write on n2 refused")
+	}
+	fn.Heal()
+	waitRing(t, ms)
+	// A stray request reaches n1, which still holds version 1.
+	w.check(t, n1)
+	w.write(n1, "v", "3")
+	w.check(t, n2)
+	w.check(t, ms[2])
+	_ = faultnet.OK
+}
+
+func TestUserBouncedBetweenNodesKeepsWrites(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	for i := range 30 {
+		if !w.write(ms[i%3], fmt.Sprintf("k%d", i), fmt.Sprint(i)) {
+			t.Fatalf("write %d refused", i)
+		}
+	}
+	for _, m := range ms {
+		w.check(t, m)
+	}
+	moves := uint64(0)
+	for _, m := range ms {
+		moves += m.node.Stats().OwnershipMoves
+	}
+	if moves < 20 {
+		t.Fatalf("only %d ownership moves for 30 bounced requests", moves)
+	}
+}
+
+func TestUnknownSessionIsFreshAndCheap(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	w.write(ms[0], "k", "v")
+	saved := w.b.cookie
+	w.b.do(ms[0], "/logout")
+	// The logged-out cookie replayed to another node: nobody has the session.
+	stale := &browser{t: t, cookie: saved}
+	for range 5 {
+		stale.cookie = saved
+		rec := stale.do(ms[1], "/")
+		if rec.Code != 200 {
+			t.Fatalf("code %d", rec.Code)
+		}
+	}
+	// Anonymous visitors' cookies (issued before anything was stored) never
+	// make a node search the cluster.
+	anon := &browser{t: t}
+	for range 5 {
+		anon.do(ms[1], "/")
+		anon.do(ms[2], "/")
+	}
+	if n := ms[1].node.Stats().Fetches[SourceNone]; n > 1 {
+		t.Fatalf("%d cluster-wide lookups for one unknown ID", n)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

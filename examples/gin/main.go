@@ -1,0 +1,227 @@
+// Command gin is a single-node Tandem example on Gin: a home page showing the
+// user, a cart and flash messages, login (ID regeneration), logout
+// (invalidation), and a JSON view of the session.
+//
+//	go run ./examples/gin -addr 127.0.0.1:8080
+//
+// Set TANDEM_HASH_KEY (at least 32 bytes) and TANDEM_BLOCK_KEY (16, 24 or 32
+// bytes), both hex, to keep sessions valid across restarts; without them,
+// fresh keys are generated at start.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/tandemsession/tandem/core"
+	"github.com/tandemsession/tandem/ginsession"
+)
+
+func main() {
+	if err := run(); err != nil {
+		slog.Error("exiting", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	flag.Parse()
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	keys, err := loadKeys(log)
+	if err != nil {
+		return err
+	}
+	m, err := core.NewManager(core.Config{Keys: keys, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery(), ginsession.Middleware(m))
+	routes(r)
+
+	srv := &http.Server{Addr: *addr, Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("listening", "addr", "http://"+*addr)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// loadKeys reads the cookie keys from the environment, or generates them.
+func loadKeys(log *slog.Logger) ([]core.KeyPair, error) {
+	hashHex, blockHex := os.Getenv("TANDEM_HASH_KEY"), os.Getenv("TANDEM_BLOCK_KEY")
+	if hashHex == "" && blockHex == "" {
+		k := core.KeyPair{Hash: make([]byte, 32), Block: make([]byte, 32)}
+		_, _ = rand.Read(k.Hash)
+		_, _ = rand.Read(k.Block)
+		log.Warn("TANDEM_HASH_KEY and TANDEM_BLOCK_KEY not set: generated cookie keys; sessions won't survive a restart")
+		return []core.KeyPair{k}, nil
+	}
+	hash, err := hex.DecodeString(hashHex)
+	if err != nil {
+		return nil, fmt.Errorf("TANDEM_HASH_KEY: %w", err)
+	}
+	block, err := hex.DecodeString(blockHex)
+	if err != nil {
+		return nil, fmt.Errorf("TANDEM_BLOCK_KEY: %w", err)
+	}
+	return []core.KeyPair{{Hash: hash, Block: block}}, nil
+}
+
+var page = template.Must(template.New("home").Parse(`<!doctype html>
+<title>Tandem on Gin</title>
+{{range .Flashes}}<p><mark>{{.}}</mark></p>{{end}}
+{{if .User}}<p>Signed in as <b>{{.User}}</b>.</p>
+<form method="post" action="/logout"><button>Log out</button></form>
+{{else}}<form method="post" action="/login"><input name="user" placeholder="name"> <button>Log in</button></form>
+{{end}}
+<h2>Cart</h2>
+<ul>{{range .Cart}}<li>{{.}}</li>{{else}}<li>empty</li>{{end}}</ul>
+<form method="post" action="/cart/add"><input name="item" placeholder="item"> <button>Add</button></form>
+<p><a href="/api/session">/api/session</a></p>
+`))
+
+// view is what the home page and /api/session show.
+type view struct {
+	User    string   `json:"user"`
+	Cart    []string `json:"cart"`
+	Flashes []string `json:"-"`
+	New     bool     `json:"new"`
+}
+
+func load(s *core.Session) (view, error) {
+	user, _, err := core.Get[string](s, "user")
+	if err != nil {
+		return view{}, err
+	}
+	cart, _, err := core.Get[[]string](s, "cart")
+	if err != nil {
+		return view{}, err
+	}
+	if cart == nil {
+		cart = []string{}
+	}
+	return view{User: user, Cart: cart, New: s.IsNew()}, nil
+}
+
+// param reads a short, non-empty form or query value.
+func param(c *gin.Context, name string) (string, bool) {
+	v := c.Request.FormValue(name)
+	return v, v != "" && len(v) <= 64
+}
+
+// sessionError answers a failed session write: 413 for a limit, 500 else.
+func sessionError(c *gin.Context, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, core.ErrValueTooLarge) || errors.Is(err, core.ErrSessionTooLarge) || errors.Is(err, core.ErrTooManyAttributes) {
+		code = http.StatusRequestEntityTooLarge
+	}
+	c.String(code, "%s\n", http.StatusText(code))
+}
+
+func routes(r *gin.Engine) {
+	r.GET("/", func(c *gin.Context) {
+		s := ginsession.Get(c)
+		v, err := load(s)
+		if err != nil {
+			sessionError(c, err)
+			return
+		}
+		v.Flashes = s.Flashes()
+		c.Header("Content-Type", "text/html; charset=utf-8")
+		c.Status(http.StatusOK)
+		_ = page.Execute(c.Writer, v)
+	})
+	login := func(c *gin.Context) {
+		user, ok := param(c, "user")
+		if !ok {
+			c.String(http.StatusBadRequest, "user: 1 to 64 characters\n")
+			return
+		}
+		s := ginsession.Get(c)
+		s.Regenerate() // a new ID at login, against session fixation
+		if err := s.Set("user", user); err != nil {
+			sessionError(c, err)
+			return
+		}
+		if err := s.AddFlash("welcome"); err != nil {
+			sessionError(c, err)
+			return
+		}
+		c.Redirect(http.StatusSeeOther, "/")
+	}
+	r.GET("/login", login)
+	r.POST("/login", login)
+	logout := func(c *gin.Context) {
+		s := ginsession.Get(c)
+		s.Invalidate()
+		// The flash starts a new, anonymous session.
+		if err := s.AddFlash("bye"); err != nil {
+			sessionError(c, err)
+			return
+		}
+		c.Redirect(http.StatusSeeOther, "/")
+	}
+	r.GET("/logout", logout)
+	r.POST("/logout", logout)
+	add := func(c *gin.Context) {
+		item, ok := param(c, "item")
+		if !ok {
+			c.String(http.StatusBadRequest, "item: 1 to 64 characters\n")
+			return
+		}
+		s := ginsession.Get(c)
+		cart, _, err := core.Get[[]string](s, "cart")
+		if err == nil {
+			err = s.Set("cart", append(cart, item))
+		}
+		if err != nil {
+			sessionError(c, err)
+			return
+		}
+		c.Redirect(http.StatusSeeOther, "/")
+	}
+	r.GET("/cart/add", add)
+	r.POST("/cart/add", add)
+	r.GET("/api/session", func(c *gin.Context) {
+		v, err := load(ginsession.Get(c))
+		if err != nil {
+			sessionError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, v)
+	})
+}
