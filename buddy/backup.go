@@ -119,6 +119,18 @@ func (b *backups) remove(id string) {
 	sh.mu.Unlock()
 }
 
+// ownerOf returns the owner of the copy of id, if one is held.
+func (b *backups) ownerOf(id string) (string, bool) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	bk, ok := sh.m[id]
+	if !ok {
+		return "", false
+	}
+	return bk.owner, true
+}
+
 // take removes the copy of id and returns it as a full copy.
 func (b *backups) take(id string) (*core.Change, string, bool) {
 	sh := b.shard(id)

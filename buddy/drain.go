@@ -7,15 +7,10 @@ import (
 	"sync"
 )
 
-// transferAll sends every session this node owns to its new buddy as full
-// copies (through the resync set, so live changes keep priority), then
-// tells the previous buddy, if it is still alive, to drop its copies.
-func (n *Node) transferAll(old Peer, gen uint64) {
-	m := n.mgr.Load()
-	if m == nil {
-		return
-	}
-	n.resyncAll(m)
+// releaseOld waits until the new buddy holds every session (state transfer
+// goes through the resync set, so live changes keep priority), then tells
+// the previous buddy, if it is still alive, to drop its copies.
+func (n *Node) releaseOld(old Peer, gen uint64) {
 	n.spawn(func() {
 		if err := n.sender.flush(n.ctx); err != nil {
 			return // the buddy changed or failed again; the next transfer takes over

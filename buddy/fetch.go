@@ -2,6 +2,7 @@ package buddy
 
 import (
 	"context"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -28,33 +29,25 @@ var _ core.Fetcher = (*Node)(nil)
 // that holds it, in this order: the owner named in the cookie (if alive),
 // the backup named in the cookie, the owner's buddy in the current ring,
 // then every live node. The holder gives its copy up, so one node owns the
-// session at a time; when several hold one, the highest version wins.
-// Unknown IDs are remembered for a while, so repeated lookups cost nothing.
+// session at a time. A backup copy is handed out only when its owner is
+// gone; while the owner lives, the holder points the asker to it instead,
+// so a stale copy never wins over the owner's. Unknown IDs are remembered
+// for a while, so repeated lookups cost nothing.
 func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uint64) (*core.Change, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReplicationTimeout)
 	defer cancel()
 	self := n.cfg.ID
 	ownerAlive := route.Owner != "" && route.Owner != self && n.reachable(route.Owner)
-	if local > 0 {
-		// This node holds a copy; only a live owner elsewhere can hold a
-		// newer one.
+	if local > 0 || route.Unsaved {
+		// This node holds a copy, or the cookie was issued before anything
+		// was stored: only a live owner elsewhere can hold a newer one.
 		if !ownerAlive {
 			return nil, false, nil
 		}
-		c, ok := n.ask(ctx, route.Owner, id)
-		if ok && c.Version > local {
+		if c, ok := n.askChain(ctx, route.Owner, id, map[string]bool{self: true}, map[string]bool{}); ok && c.Version > local {
 			n.stats.fetched(SourceOwner)
+			n.moves.forget(id)
 			return c, true, nil
-		}
-		return nil, false, nil
-	}
-	if route.Unsaved {
-		// Issued before the session was stored: only its owner can hold it.
-		if ownerAlive {
-			if c, ok := n.ask(ctx, route.Owner, id); ok {
-				n.stats.fetched(SourceOwner)
-				return c, true, nil
-			}
 		}
 		return nil, false, nil
 	}
@@ -63,6 +56,11 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uin
 	}
 	type candidate struct{ id, source string }
 	var order []candidate
+	if to, ok := n.moves.get(id); ok && to != self {
+		// This node gave the session to another: that one, or whoever it
+		// gave it to, holds the newest copy.
+		order = append(order, candidate{to, SourceOwner})
+	}
 	if ownerAlive {
 		order = append(order, candidate{route.Owner, SourceOwner})
 	}
@@ -70,37 +68,65 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uin
 	if route.Owner != "" {
 		order = append(order, candidate{n.buddyOf(route.Owner), SourceOwnersBuddy})
 	}
+	order = append(order, candidate{self, SourceLocal})
 	tried := map[string]bool{"": true}
+	silent := map[string]bool{} // peers that did not answer
 	for _, c := range order {
 		if tried[c.id] {
 			continue
 		}
-		tried[c.id] = true
 		if c.id == self {
-			if cp, ok := n.takeLocal(id); ok {
+			tried[self] = true
+			cp, redirect, ok := n.takeLocal(id)
+			if ok {
 				n.stats.fetched(SourceLocal)
 				n.countFailover(route.Owner)
+				n.moves.forget(id)
+				return cp, true, nil
+			}
+			if redirect == "" || tried[redirect] && !silent[redirect] {
+				continue
+			}
+			// Our copy's owner lives: it has the newest. If it does not
+			// answer at all, it is gone and our copy is the newest.
+			var err error
+			if silent[redirect] {
+				err = errSilent
+			} else {
+				cp, _, err = n.ask(ctx, redirect, id)
+				tried[redirect] = true
+			}
+			if err != nil {
+				cp, _, ok = n.backups.take(id)
+				if ok {
+					n.stats.fetched(SourceLocal)
+					n.countFailover(route.Owner)
+					n.moves.forget(id)
+					return cp, true, nil
+				}
+			}
+			if cp != nil {
+				n.stats.fetched(SourceOwner)
+				n.moves.forget(id)
 				return cp, true, nil
 			}
 			continue
 		}
 		if !n.reachable(c.id) {
+			tried[c.id] = true
 			continue
 		}
-		if cp, ok := n.ask(ctx, c.id, id); ok {
+		if cp, ok := n.askChain(ctx, c.id, id, tried, silent); ok {
 			n.stats.fetched(c.source)
 			n.countFailover(route.Owner)
+			n.moves.forget(id)
 			return cp, true, nil
 		}
-	}
-	if cp, ok := n.takeLocal(id); ok {
-		n.stats.fetched(SourceLocal)
-		n.countFailover(route.Owner)
-		return cp, true, nil
 	}
 	if cp, ok := n.scan(ctx, id, tried); ok {
 		n.stats.fetched(SourceScan)
 		n.countFailover(route.Owner)
+		n.moves.forget(id)
 		return cp, true, nil
 	}
 	n.stats.fetched(SourceNone)
@@ -122,14 +148,43 @@ func (n *Node) reachable(id string) bool {
 	return ok && p.state != Dead && p.state != Left
 }
 
-// takeLocal turns this node's backup copy of id into a session it owns.
-func (n *Node) takeLocal(id string) (*core.Change, bool) {
-	c, _, ok := n.backups.take(id)
-	return c, ok
+// takeLocal turns this node's backup copy of id into a session it owns,
+// unless the copy's owner is alive: then it returns that owner to ask.
+func (n *Node) takeLocal(id string) (c *core.Change, redirect string, ok bool) {
+	owner, held := n.backups.ownerOf(id)
+	if !held {
+		return nil, "", false
+	}
+	if owner != n.cfg.ID && n.reachable(owner) {
+		return nil, owner, false
+	}
+	c, _, ok = n.backups.take(id)
+	return c, "", ok
+}
+
+// errSilent stands for a peer that did not answer a fetch.
+var errSilent = errors.New("buddy: peer did not answer")
+
+// askChain asks peer pid for session id and follows its redirects to the
+// session's owner, never asking a node twice; peers that do not answer are
+// noted in silent.
+func (n *Node) askChain(ctx context.Context, pid, id string, tried, silent map[string]bool) (*core.Change, bool) {
+	for pid != "" && !tried[pid] {
+		tried[pid] = true
+		c, redirect, err := n.ask(ctx, pid, id)
+		if err != nil {
+			silent[pid] = true
+		}
+		if err == nil && c != nil {
+			return c, true
+		}
+		pid = redirect
+	}
+	return nil, false
 }
 
 // scan asks every live node not tried yet, at once, and keeps the highest
-// version. The others give their copies up too.
+// version.
 func (n *Node) scan(ctx context.Context, id string, tried map[string]bool) (*core.Change, bool) {
 	n.view.mu.Lock()
 	var ids []string
@@ -144,7 +199,7 @@ func (n *Node) scan(ctx context.Context, id string, tried map[string]bool) (*cor
 	var wg sync.WaitGroup
 	for _, pid := range ids {
 		wg.Go(func() {
-			if c, ok := n.ask(ctx, pid, id); ok {
+			if c, _, err := n.ask(ctx, pid, id); err == nil && c != nil {
 				mu.Lock()
 				if best == nil || c.Version > best.Version {
 					best = c
@@ -157,26 +212,48 @@ func (n *Node) scan(ctx context.Context, id string, tried map[string]bool) (*cor
 	return best, best != nil
 }
 
-// ask requests session id from peer pid.
-func (n *Node) ask(ctx context.Context, pid, id string) (*core.Change, bool) {
-	p, ok := n.peer(pid)
-	if !ok {
-		return nil, false
+// Fetch replies: a status byte, then a batch of one full copy (found) or the
+// owner's ID (redirect).
+const (
+	fetchNone     = 0
+	fetchFound    = 1
+	fetchRedirect = 2
+)
+
+// ask requests session id from peer pid. It returns the copy, or the node
+// to ask instead, or neither (the peer holds nothing); err means the peer
+// did not answer.
+func (n *Node) ask(ctx context.Context, pid, id string) (c *core.Change, redirect string, err error) {
+	p, known := n.peer(pid)
+	if !known {
+		return nil, "", fmt.Errorf("buddy: unknown peer %q", pid)
 	}
 	out, _, err := n.call(ctx, p, pathFetch, MsgFetch, []byte(id))
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("%w: empty fetch reply", ErrMalformed)
+	}
 	if err != nil {
 		n.log.Debug("buddy: fetch failed", "peer", pid, "err", err)
-		return nil, false
+		return nil, "", err
 	}
-	recs, err := DecodeBatch(out, n.cfg.Limits)
-	if err != nil || len(recs) != 1 || recs[0].Kind != KindFull || recs[0].Change.ID != id {
-		return nil, false
+	switch out[0] {
+	case fetchFound:
+		recs, err := DecodeBatch(out[1:], n.cfg.Limits)
+		if err != nil || len(recs) != 1 || recs[0].Kind != KindFull || recs[0].Change.ID != id {
+			return nil, "", fmt.Errorf("%w: fetch reply from %s", ErrMalformed, pid)
+		}
+		return recs[0].Change, "", nil
+	case fetchRedirect:
+		if r := string(out[1:]); len(r) <= MaxIDLen {
+			return nil, r, nil
+		}
 	}
-	return recs[0].Change, true
+	return nil, "", nil
 }
 
 // onFetch hands a session over to the node that asks for it: a session this
-// node owns (it gives it up) or a backup copy it holds (dropped here).
+// node owns (it gives it up), or a backup copy whose owner is gone (dropped
+// here). For a backup copy whose owner lives, it names the owner instead.
 func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 	id := string(payload)
 	if len(id) == 0 || len(id) > MaxIDLen {
@@ -191,15 +268,64 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 			n.sender.enqueue(Record{Kind: KindRemove, Change: &core.Change{ID: id, Removed: true}})
 		}
 	}
+	if c != nil {
+		n.moves.add(id, from, time.Now())
+	}
 	if c == nil {
+		if to, ok := n.moves.get(id); ok && to != from && n.reachable(to) {
+			return append([]byte{fetchRedirect}, to...), nil
+		}
+		if owner, held := n.backups.ownerOf(id); held && owner != from && n.reachable(owner) {
+			return append([]byte{fetchRedirect}, owner...), nil
+		}
 		if got, _, ok := n.backups.take(id); ok {
 			c = got
 		}
 	}
 	if c == nil {
-		return AppendBatch(nil, nil), nil
+		return []byte{fetchNone}, nil
 	}
-	return AppendBatch(nil, []Record{{Kind: KindFull, Change: c}}), nil
+	return AppendBatch([]byte{fetchFound}, []Record{{Kind: KindFull, Change: c}}), nil
+}
+
+// moveCache remembers, for a while, to which node this node gave each
+// session up, so a late request for it here goes straight to the new owner
+// and a stale copy elsewhere never wins. Bounded like missCache.
+type moveCache struct {
+	mu sync.Mutex
+	m  map[string]moved
+}
+
+type moved struct {
+	to string
+	at time.Time
+}
+
+const moveTTL = 5 * time.Minute
+
+func (c *moveCache) add(id, to string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= missMax {
+		c.m = make(map[string]moved)
+	}
+	c.m[id] = moved{to, now}
+}
+
+func (c *moveCache) get(id string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	mv, ok := c.m[id]
+	if !ok || time.Since(mv.at) > moveTTL {
+		return "", false
+	}
+	return mv.to, true
+}
+
+func (c *moveCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
 }
 
 // missCache remembers IDs nobody held, for a short while, so a client that

@@ -58,10 +58,16 @@ func (w *writer) write(m *member, k, v string) bool {
 	return true
 }
 
+// fataler is what check needs of a testing.T or a rapid.T.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
 // check fails unless every acknowledged write is readable through m.
-func (w *writer) check(t testing.TB, m *member) {
+func (w *writer) check(t fataler, m *member) {
 	t.Helper()
-	got := readAll(t, m, w.b.cookie)
+	got := readAll(w.b.t, m, w.b.cookie)
 	for k, v := range w.acked {
 		if got[k] != v {
 			t.Fatalf("through %s: %s=%q, acknowledged %q (session %s)", m.node.ID(), k, got[k], v, w.b.id)

@@ -162,11 +162,12 @@ func (n *Node) observe(id string, incarnation uint64, draining, ok bool) {
 			p.state = Suspect
 		}
 	}
-	changed := old != p.state
+	now2 := p.state
+	changed := old != now2
 	restarted := ok && oldInc != 0 && incarnation != oldInc
 	n.view.mu.Unlock()
 	if changed {
-		n.log.Info("buddy: peer state", "peer", id, "from", old, "to", p.state)
+		n.log.Info("buddy: peer state", "peer", id, "from", old, "to", now2)
 	}
 	if changed || restarted {
 		n.reconfigure(restarted, id)
@@ -278,14 +279,25 @@ func (n *Node) reconfigure(restarted bool, who string) {
 	s.to = next
 	s.generation++
 	gen := s.generation
+	if next.ID != "" {
+		// Every session, in full, to the new buddy: queued in the same
+		// step, so a Flush that sees the new buddy waits for them.
+		if m := n.mgr.Load(); m != nil {
+			m.IDs(func(id string) bool {
+				s.resync[id] = struct{}{}
+				return true
+			})
+		}
+	}
 	s.mu.Unlock()
+	s.signal()
 	n.location.Store(&[2]string{n.cfg.ID, next.ID})
 	switch {
 	case next.ID == "":
 		n.log.Warn("buddy: running alone, sessions have no backup", "lost", old.ID)
 	default:
 		n.log.Info("buddy: new buddy, sending it every session", "buddy", next.ID, "previous", old.ID)
-		n.transferAll(old, gen)
+		n.releaseOld(old, gen)
 	}
 }
 

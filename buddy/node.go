@@ -47,6 +47,7 @@ type Node struct {
 	draining    atomic.Bool
 	location    atomic.Pointer[[2]string] // owner, backup for cookies
 	misses      missCache
+	moves       moveCache
 
 	mgr     atomic.Pointer[core.Manager]
 	backups *backups

@@ -177,9 +177,8 @@ func (s *sender) flush(ctx context.Context) error {
 		}
 		select {
 		case <-b.done:
-			if b.err != nil {
-				return b.err
-			}
+			// A failed batch's sessions went to the resync set: keep
+			// waiting until they are delivered.
 		case <-ctx.Done():
 			return ctx.Err()
 		}

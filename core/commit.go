@@ -235,6 +235,14 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 		return
 	}
 	h.Add("Set-Cookie", m.newCookie(value, maxAge).String())
+	if rn := m.cfg.Cookie.RouteName; rn != "" {
+		rc := m.newCookie(s.route.Owner, maxAge)
+		rc.Name = rn
+		if value == "" || s.route.Owner == "" {
+			rc.Value, rc.MaxAge = "", -1
+		}
+		h.Add("Set-Cookie", rc.String())
+	}
 	s.cookieID, s.staleCookie = s.id, false
 	if maxAge < 0 {
 		s.cookieID = ""

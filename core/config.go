@@ -35,6 +35,13 @@ type CookieConfig struct {
 	SameSite http.SameSite
 	// Partitioned sets the Partitioned attribute (CHIPS). Default false.
 	Partitioned bool
+	// RouteName names a second, plain cookie holding the ID of the node that
+	// owns the session, for a load balancer to route by (sticky sessions
+	// that follow failovers): it is written with the session cookie
+	// whenever the owner changes. Default "" (no route cookie). It carries
+	// no secret; a forged value only sends the request to another node,
+	// which fetches the session.
+	RouteName string
 	// Lazy sends a new session's cookie only when the session was written
 	// before the response header went out. Default false: every new
 	// session's cookie goes out with the header, so a value set after the
@@ -170,6 +177,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if !validCookieName(c.Name) {
 		return bad("Cookie.Name: %q is not a valid cookie name", c.Name)
+	}
+	if c.RouteName != "" && (!validCookieName(c.RouteName) || c.RouteName == c.Name) {
+		return bad("Cookie.RouteName: %q is not a valid cookie name, or equals Name", c.RouteName)
 	}
 	if c.Path == "" {
 		c.Path = "/"

@@ -165,3 +165,22 @@ func FuzzCookie(f *testing.F) {
 		}
 	})
 }
+
+func TestRouteCookieFollowsOwner(t *testing.T) {
+	rep := &fakeReplicator{loc: Route{Owner: "n1", Backup: "n2"}}
+	m, _ := newManager(t, func(c *Config) { c.Replicator = rep; c.Cookie.RouteName = "tandem_node" })
+	c, _ := sessionClient(t, m)
+	rec := c.do("/set")
+	if ck := setCookie(rec, "tandem_node"); ck == nil || ck.Value != "n1" || !ck.HttpOnly {
+		t.Fatalf("route cookie %+v", ck)
+	}
+	if setCookie(c.do("/"), "tandem_node") != nil {
+		t.Fatal("route cookie re-sent without a change")
+	}
+	rep.mu.Lock()
+	rep.loc.Owner = "n3" // the session moved
+	rep.mu.Unlock()
+	if ck := setCookie(c.do("/"), "tandem_node"); ck == nil || ck.Value != "n3" {
+		t.Fatalf("route cookie after move %+v", ck)
+	}
+}

@@ -41,7 +41,7 @@ type Session struct {
 	// old key, or marked unsaved). The commit sends a new cookie when these
 	// differ from the session's ID, key or route.
 	cookieID    string
-	staleCookie    bool
+	staleCookie bool
 	invalidated bool
 
 	headerDone bool  // CommitHeader ran

@@ -22,7 +22,7 @@ type record struct {
 	created  int64 // unix nanoseconds
 	accessed atomic.Int64
 	dead     bool
-	moved    bool // dead because another node took it over
+	moved    bool         // dead because another node took it over
 	bucket   atomic.Int64 // expiry bucket index; written under the shard's mutex
 }
 

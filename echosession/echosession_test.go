@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -651,5 +653,59 @@ func TestFlush(t *testing.T) {
 			}
 			c.expect("GET", "/get?k=k", 200, "streamed")
 		})
+	}
+}
+
+// lockedBuffer collects the server's error log.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestHijackCommits(t *testing.T) {
+	m := newManager(t, core.Limits{})
+	e := newEcho(m)
+	e.GET("/hijack", func(c echo.Context) error {
+		_ = echosession.Get(c).Set("k", "v")
+		conn, rw, err := http.NewResponseController(c.Response()).Hijack()
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nraw ok")
+		return rw.Flush()
+	})
+	// The server does not wait for hijacked connections: done tells when
+	// the middleware finished.
+	done := make(chan struct{})
+	var errLog lockedBuffer
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		e.ServeHTTP(w, req)
+		close(done)
+	}))
+	srv.Config.ErrorLog = log.New(&errLog, "", 0)
+	srv.Start()
+	c := newClient(t, srv)
+
+	c.expect("GET", "/hijack", 200, "raw ok")
+	<-done
+	srv.Close()
+	if m.Len() != 1 {
+		t.Errorf("m.Len() = %d, want 1: a hijacking handler's session is committed", m.Len())
+	}
+	if s := errLog.String(); s != "" {
+		t.Errorf("server logged: %s", s)
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -646,5 +648,60 @@ func TestFlushBeforeWriteSendsCookie(t *testing.T) {
 	resp := c.expect("GET", "/flush-first", 200, "body")
 	if sessionCookie(resp) == nil {
 		t.Fatal("no cookie when the handler flushed before writing")
+	}
+}
+
+// lockedBuffer collects the server's error log.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestHijackCommits(t *testing.T) {
+	m := newManager(t, core.Limits{})
+	r := newEngine(m)
+	r.GET("/hijack", func(c *gin.Context) {
+		_ = ginsession.Get(c).Set("k", "v")
+		conn, rw, err := http.NewResponseController(c.Writer).Hijack()
+		if err != nil {
+			c.String(http.StatusInternalServerError, err.Error())
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nraw ok")
+		_ = rw.Flush()
+	})
+	// The server does not wait for hijacked connections: done tells when
+	// the middleware finished.
+	done := make(chan struct{})
+	var errLog lockedBuffer
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.ServeHTTP(w, req)
+		close(done)
+	}))
+	srv.Config.ErrorLog = log.New(&errLog, "", 0)
+	srv.Start()
+	c := newClient(t, srv)
+
+	c.expect("GET", "/hijack", 200, "raw ok")
+	<-done
+	srv.Close()
+	if m.Len() != 1 {
+		t.Errorf("m.Len() = %d, want 1: a hijacking handler's session is committed", m.Len())
+	}
+	if s := errLog.String(); s != "" {
+		t.Errorf("server logged: %s", s)
 	}
 }
