@@ -200,6 +200,7 @@ func (s *sender) run(stop <-chan struct{}) {
 			if b == nil {
 				break
 			}
+			sent := time.Now()
 			raw, err := s.send(to, b)
 			s.mu.Lock()
 			s.inflight = nil
@@ -211,7 +212,7 @@ func (s *sender) run(stop <-chan struct{}) {
 				if b.resync {
 					s.n.stats.transferSessions.Add(uint64(len(b.recs)))
 					s.n.stats.transferBytes.Add(uint64(raw))
-					s.pace(raw, stop)
+					s.pace(raw, time.Since(sent), stop)
 				}
 				continue
 			}
@@ -228,14 +229,15 @@ func (s *sender) run(stop <-chan struct{}) {
 	}
 }
 
-// pace holds state transfer to Config.TransferRate, so that live changes,
-// which always go first, keep the link.
-func (s *sender) pace(raw int, stop <-chan struct{}) {
+// pace holds state transfer to Config.TransferRate: after a batch of raw
+// bytes that took spent to send, it waits out the rest of the batch's share
+// of time. Live changes always go before state transfer anyway.
+func (s *sender) pace(raw int, spent time.Duration, stop <-chan struct{}) {
 	rate := s.n.cfg.TransferRate
 	if rate <= 0 {
 		return
 	}
-	d := time.Duration(float64(raw) / float64(rate) * float64(time.Second))
+	d := time.Duration(float64(raw)/float64(rate)*float64(time.Second)) - spent
 	if d < time.Millisecond {
 		return
 	}

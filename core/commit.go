@@ -128,6 +128,9 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		if !m.store.reserve() {
 			return acks, ErrNodeFull
 		}
+		if s.cookieID == s.id {
+			s.staleCookie = true // the client's cookie says "unsaved"
+		}
 		rec := &record{id: s.ensureID(), attrs: attrs, size: sizeOf(attrs), version: baseVersion + 1, created: created}
 		rec.accessed.Store(now)
 		rec.mu.Lock()
@@ -214,7 +217,7 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 			return
 		}
 		maxAge = -1 // delete the cookie
-	case s.isNew && !m.cfg.Cookie.Lazy && h != nil:
+	case s.isNew && !m.cfg.Cookie.Lazy && h != nil && (s.cookieID == "" || s.staleCookie):
 		// Issue the new session's cookie with the header, so that what the
 		// handler stores after the body started is still found next time.
 		loc := m.location()

@@ -160,6 +160,11 @@ func (m *Manager) Load(r *http.Request) *Session {
 	}
 	if !ok {
 		s.isNew = true
+		if p.unsaved && (p.owner == self || p.owner == "") {
+			// An anonymous client's cookie from this node: keep its ID, so
+			// it gets no new cookie on every request.
+			s.id, s.cookieID, s.staleCookie = p.id, p.id, stale
+		}
 		return s
 	}
 	s.id, s.rec, s.cookieID, s.staleCookie = p.id, rec, p.id, stale || p.unsaved

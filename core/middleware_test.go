@@ -223,3 +223,33 @@ func TestCustomErrorHandler(t *testing.T) {
 		t.Fatalf("code %d body %q", rec.Code, rec.Body.String())
 	}
 }
+
+// An anonymous client that never writes keeps one cookie: it is not sent a
+// new one on every request.
+func TestAnonymousClientKeepsItsCookie(t *testing.T) {
+	m, _ := newManager(t, nil)
+	c, _ := sessionClient(t, m)
+	if setCookie(c.do("/"), "tandem") == nil {
+		t.Fatal("no cookie for a new session")
+	}
+	first := c.cookie
+	for range 3 {
+		if ck := setCookie(c.do("/"), "tandem"); ck != nil {
+			t.Fatalf("cookie re-sent to an anonymous client: %v", ck)
+		}
+	}
+	// Its first write keeps the ID and replaces the unsaved cookie once.
+	rec := c.do("/set")
+	ck := setCookie(rec, "tandem")
+	if ck == nil || ck.Value == first {
+		t.Fatal("the stored session's cookie was not issued")
+	}
+	p, _, err := m.cookies.decode(ck.Value)
+	fp, _, _ := m.cookies.decode(first)
+	if err != nil || p.unsaved || p.id != fp.id {
+		t.Fatalf("stored cookie %+v (first %+v)", p, fp)
+	}
+	if setCookie(c.do("/"), "tandem") != nil {
+		t.Fatal("cookie re-sent after the session was stored")
+	}
+}

@@ -53,6 +53,7 @@ type options struct {
 	sessions int
 	mode     string
 	verbose  bool
+	logLevel string
 }
 
 func run() int {
@@ -63,6 +64,7 @@ func run() int {
 	flag.IntVar(&o.sessions, "sessions", 20, "with -demo: number of client sessions")
 	flag.StringVar(&o.mode, "mode", "sync", "replication mode: sync or async")
 	flag.BoolVar(&o.verbose, "v", false, "with -demo: print the nodes' logs as they come")
+	flag.StringVar(&o.logLevel, "log-level", "", "the nodes' log level: debug, info, warn or error (default info; warn with -demo)")
 	flag.Parse()
 	addrSet := false
 	flag.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == "addr" })
@@ -149,9 +151,13 @@ func startCluster(ctx context.Context, o options, events *eventLog, logs *logSin
 		peers[i] = buddy.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: addrs[2*i+1]}
 		httpAddrs[i] = addrs[2*i]
 	}
-	level := "info"
-	if o.demo && !o.verbose {
+	level := o.logLevel
+	switch {
+	case level != "":
+	case o.demo && !o.verbose:
 		level = "warn"
+	default:
+		level = "info"
 	}
 	env := childEnv(os.Environ(),
 		envPeers+"="+formatPeers(peers),
