@@ -2,8 +2,8 @@ package buddy
 
 import (
 	"context"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
