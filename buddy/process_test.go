@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tandemsession/tandem/core"
+	"go.uber.org/goleak"
 )
 
 // TestMain lets the test binary run as a cluster node in a child process,
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // runChildNode serves testApp on TANDEM_TEST_HTTP with a buddy node on

@@ -6,6 +6,11 @@
 //		s := echosession.Get(c)
 //		return s.Set("visits", 1)
 //	})
+//
+// The session is committed just before Echo writes the response header.
+// When a handler returns an error, Echo's HTTPErrorHandler writes the
+// response and the commit happens then; a custom HTTPErrorHandler that
+// writes nothing at all leaves the changes uncommitted.
 package echosession
 
 import (

@@ -19,10 +19,12 @@ import (
 
 // Demo pacing. Every loop of the demo is bounded by these.
 const (
-	demoBudget     = 55 * time.Second       // the whole script, cluster start excluded
+	scriptBudget   = 32 * time.Second       // the steps; the check and the stop have their own
+	checkBudget    = 8 * time.Second        // reading every session back
+	demoStopWait   = 4 * time.Second        // per node, when the demo stops the cluster
 	writePause     = 40 * time.Millisecond  // between two writes of one client
 	maxClientWrite = 4000                   // writes per client, at most (< maxDemoAttributes)
-	requestTimeout = 10 * time.Second       // one request of a client
+	requestTimeout = 5 * time.Second        // one request of a client
 	steadyTime     = time.Second            // writing before and after a disruption
 	rollPause      = 500 * time.Millisecond // writing between two nodes of a rolling restart
 )
@@ -52,6 +54,7 @@ type step struct {
 	name           string
 	start, end     time.Time
 	acked, refused atomic.Int64
+	restarted      atomic.Int64 // sessions found missing by a write
 	lost           int
 	sessions       int // sessions owned by the nodes at the end of the step
 	notes          []string
@@ -76,7 +79,9 @@ type demo struct {
 // restart while clients keep writing, then checks every acknowledged write.
 // It returns the exit code.
 func runDemo(ctx context.Context, c *cluster, o options, out io.Writer) int {
-	ctx, cancel := context.WithTimeout(ctx, demoBudget)
+	c.stopWait = demoStopWait
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, scriptBudget)
 	defer cancel()
 	d := &demo{c: c, o: o, out: out, base: "http://" + c.addr, began: time.Now(),
 		stats: &http.Client{Timeout: time.Second}}
@@ -92,19 +97,21 @@ func runDemo(ctx context.Context, c *cluster, o options, out io.Writer) int {
 			hc: &http.Client{Jar: jar, Transport: tr, Timeout: requestTimeout}})
 	}
 
-	stop := make(chan struct{})
+	// Writers stop with wctx: a write still in flight then is simply not
+	// acknowledged.
+	wctx, stopWriters := context.WithCancel(ctx)
 	var writers sync.WaitGroup
-	err := d.script(ctx, stop, &writers)
-	close(stop)
+	err := d.script(ctx, wctx, &writers)
+	stopWriters()
 	writers.Wait()
 	if err != nil {
 		d.progress("error: %v", err)
 	}
-	return d.check(ctx, err)
+	return d.check(parent, err)
 }
 
 // script runs the steps; writers start after the sessions exist.
-func (d *demo) script(ctx context.Context, stop chan struct{}, writers *sync.WaitGroup) error {
+func (d *demo) script(ctx, wctx context.Context, writers *sync.WaitGroup) error {
 	s := d.begin(fmt.Sprintf("create %d sessions, write", len(d.clients)))
 	for _, cl := range d.clients {
 		if !d.createSession(ctx, cl) {
@@ -112,7 +119,7 @@ func (d *demo) script(ctx context.Context, stop chan struct{}, writers *sync.Wai
 		}
 	}
 	for _, cl := range d.clients {
-		writers.Go(func() { d.writeLoop(ctx, cl, stop) })
+		writers.Go(func() { d.writeLoop(wctx, cl) })
 	}
 	if err := sleep(ctx, steadyTime); err != nil {
 		return err
@@ -175,7 +182,7 @@ func (d *demo) script(ctx context.Context, stop chan struct{}, writers *sync.Wai
 	for _, pi := range d.c.sup.infos() {
 		s = d.begin("rolling restart " + pi.ID)
 		t0 := time.Now()
-		if err := d.c.sup.stop(pi.ID, 25*time.Second); err != nil {
+		if err := d.c.sup.stop(pi.ID, 10*time.Second); err != nil {
 			return err
 		}
 		drained := time.Since(t0)
@@ -235,24 +242,16 @@ func (d *demo) createSession(ctx context.Context, cl *demoClient) bool {
 	return false
 }
 
-// writeLoop writes a new key every writePause until stop closes.
-func (d *demo) writeLoop(ctx context.Context, cl *demoClient, stop <-chan struct{}) {
+// writeLoop writes a new key every writePause until ctx ends.
+func (d *demo) writeLoop(ctx context.Context, cl *demoClient) {
 	for range maxClientWrite {
-		select {
-		case <-stop:
+		if ctx.Err() != nil {
 			return
-		case <-ctx.Done():
-			return
-		default:
 		}
 		cl.seq++
 		_, _ = d.write(ctx, cl, fmt.Sprintf("w%05d", cl.seq), fmt.Sprintf("c%d-%d", cl.id, cl.seq))
-		select {
-		case <-stop:
+		if sleep(ctx, writePause) != nil {
 			return
-		case <-ctx.Done():
-			return
-		case <-time.After(writePause):
 		}
 	}
 }
@@ -282,6 +281,11 @@ func (d *demo) write(ctx context.Context, cl *demoClient, k, v string) (bool, er
 	s.acked.Add(1)
 	node := resp.Header.Get(nodeapp.NodeHeader)
 	now := time.Now()
+	if resp.Header.Get(nodeapp.NewSessionHeader) == "1" && k != "start" {
+		// The client had a session; the node found none: it was lost.
+		s.restarted.Add(1)
+		d.progress("client %d: its session was not found; %s started a new one", cl.id, node)
+	}
 	cl.mu.Lock()
 	cl.acked[k] = ackedWrite{value: v, step: stepIdx}
 	cl.owner = node
@@ -364,12 +368,19 @@ func (d *demo) waitRecovered(ctx context.Context, killAt time.Time, timeout time
 // check reads every client's session through the balancer, compares it
 // with what was acknowledged, prints the report and returns the exit code.
 func (d *demo) check(ctx context.Context, scriptErr error) int {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkBudget)
 	defer cancel()
+	reads := make([]map[string]string, len(d.clients))
+	errs := make([]error, len(d.clients))
+	var wg sync.WaitGroup
+	for i, cl := range d.clients {
+		wg.Go(func() { reads[i], errs[i] = d.readAll(ctx, cl) })
+	}
+	wg.Wait()
 	lost, vanished, unreadable, total := 0, 0, 0, 0
 	var firstLoss []string
-	for _, cl := range d.clients {
-		got, err := d.readAll(ctx, cl)
+	for i, cl := range d.clients {
+		got, err := reads[i], errs[i]
 		cl.mu.Lock()
 		total += len(cl.acked)
 		if err != nil {
@@ -399,8 +410,12 @@ func (d *demo) check(ctx context.Context, scriptErr error) int {
 		if end.IsZero() {
 			end = time.Now()
 		}
+		notes := s.notes
+		if n := s.restarted.Load(); n > 0 {
+			notes = append(notes, fmt.Sprintf("%d sessions not found by a write", n))
+		}
 		fmt.Fprintf(d.out, "%-28s %5.1fs %8d %7d %7d %5d  %s\n", fmt.Sprintf("%d %s", i+1, s.name),
-			end.Sub(s.start).Seconds(), s.sessions, s.acked.Load(), s.refused.Load(), s.lost, strings.Join(s.notes, "; "))
+			end.Sub(s.start).Seconds(), s.sessions, s.acked.Load(), s.refused.Load(), s.lost, strings.Join(notes, "; "))
 	}
 	fmt.Fprintf(d.out, "\ncheck: %d sessions, %d acknowledged writes, %d lost, %d sessions vanished, %d unreadable\n",
 		len(d.clients), total, lost, vanished, unreadable)

@@ -110,8 +110,9 @@ func run() int {
 
 	code := runDemo(ctx, c, o, os.Stdout)
 	if err := c.close(); err != nil {
-		fmt.Fprintln(os.Stderr, "cluster:", err)
-		code = 1
+		// The data was checked already: a node slow to drain at the very
+		// end is worth a warning, not a failure of the demo.
+		fmt.Fprintln(os.Stderr, "cluster: warning: stopping the nodes:", err)
 	}
 	if code != 0 && !o.verbose {
 		logs.dump(os.Stderr)
@@ -132,6 +133,9 @@ type cluster struct {
 	wg      sync.WaitGroup
 	closeMu sync.Once
 	err     error
+	// stopWait is how long close waits for each node to drain and exit
+	// before it kills it. Default 25 s.
+	stopWait time.Duration
 }
 
 // startCluster picks free ports, starts the nodes and waits until they form
@@ -226,7 +230,11 @@ func (c *cluster) close() error {
 		}
 		c.cancel()
 		c.wg.Wait()
-		if err := c.sup.stopAll(25 * time.Second); err != nil {
+		wait := c.stopWait
+		if wait <= 0 {
+			wait = 25 * time.Second
+		}
+		if err := c.sup.stopAll(wait); err != nil {
 			errs = append(errs, err)
 		}
 		c.err = errors.Join(errs...)

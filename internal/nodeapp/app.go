@@ -66,9 +66,14 @@ func (a *app) handler() http.Handler {
 	s.POST("/logout", a.logout)
 	s.POST("/cart/add", a.cartAdd)
 	s.GET("/api/session", a.session)
-	s.GET("/bench/read", a.benchRead)
-	s.GET("/bench/write", a.benchWrite)
-	s.GET("/bench/get", a.benchGet)
+	b := s.Group("/bench", func(c *gin.Context) {
+		if ginsession.Get(c).IsNew() {
+			c.Header(NewSessionHeader, "1")
+		}
+	})
+	b.GET("/read", a.benchRead)
+	b.GET("/write", a.benchWrite)
+	b.GET("/get", a.benchGet)
 	return r
 }
 

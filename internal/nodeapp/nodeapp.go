@@ -28,6 +28,11 @@ const RouteCookie = "tandem_node"
 // NodeHeader is the response header naming the node that served a request.
 const NodeHeader = "X-Tandem-Node"
 
+// NewSessionHeader is set to "1" on the answers of the /bench routes when
+// the request brought no valid session: its cookie was missing, or named a
+// session no node held. A load driver spots lost sessions with it.
+const NewSessionHeader = "X-Tandem-New-Session"
+
 // Config configures one node. ID, HTTPAddr (or HTTPListener), ReplAddr (or
 // ReplListener), ClusterKey and CookieKeys are required.
 type Config struct {

@@ -227,12 +227,17 @@ func TestSessionSurvivesDrainOfItsOwner(t *testing.T) {
 	// Bench routes: write, read one, read all.
 	for i := range 3 {
 		resp, err := c.Get(fmt.Sprintf("%s/bench/write?k=k%d&v=v%d", n1.base, i, i))
-		if err != nil || resp.StatusCode != http.StatusOK {
+		if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get(NewSessionHeader) != "" {
 			t.Fatalf("bench write: %v %v", resp, err)
 		}
 		resp.Body.Close()
 	}
-	resp, err := c.Get(n2.base + "/bench/read?k=k1")
+	resp, err := http.Get(n1.base + "/bench/read") // no cookie
+	if err != nil || resp.Header.Get(NewSessionHeader) != "1" {
+		t.Fatalf("bench read without a session: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = c.Get(n2.base + "/bench/read?k=k1")
 	if err != nil {
 		t.Fatal(err)
 	}
