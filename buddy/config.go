@@ -149,6 +149,28 @@ type Config struct {
 	Now func() time.Time
 }
 
+// DefaultLANConfig returns the defaults for nodes on one local network (the
+// values a zero Config gets): pings every 250 ms, dead after 1.5 s,
+// replication timeout 2 s. Set ID, ListenAddr, Peers and ClusterKeys.
+func DefaultLANConfig() Config {
+	return Config{
+		ReplicationTimeout: 2 * time.Second, PingInterval: 250 * time.Millisecond,
+		SuspectAfter: 750 * time.Millisecond, DeadAfter: 1500 * time.Millisecond,
+		TouchInterval: time.Minute, DiscoveryInterval: 10 * time.Second,
+	}
+}
+
+// DefaultWANConfig returns defaults for nodes farther apart (other racks or
+// data centers, higher and more variable latency): pings every second, dead
+// after 6 s, replication timeout 5 s. Set ID, ListenAddr, Peers and
+// ClusterKeys.
+func DefaultWANConfig() Config {
+	c := DefaultLANConfig()
+	c.ReplicationTimeout, c.PingInterval = 5*time.Second, time.Second
+	c.SuspectAfter, c.DeadAfter = 3*time.Second, 6*time.Second
+	return c
+}
+
 // ErrInvalidConfig wraps every error New returns for a bad Config.
 var ErrInvalidConfig = errors.New("buddy: invalid config")
 

@@ -41,9 +41,10 @@ type Discovery interface {
 // peerState is the node's view of one peer.
 type peerState struct {
 	Peer
-	state       State
-	lastOK      time.Time
-	incarnation uint64 // the peer's start time; a new value means it restarted
+	state        State
+	undiscovered bool // Left because Discovery stopped listing it
+	lastOK       time.Time
+	incarnation  uint64 // the peer's start time; a new value means it restarted
 }
 
 // PeerStatus is one peer as Stats reports it.
@@ -328,6 +329,9 @@ func (n *Node) setPeers(peers []Peer) {
 		seen[p.ID] = true
 		if cur, ok := n.view.peers[p.ID]; ok {
 			cur.Peer = p
+			if cur.undiscovered {
+				cur.state, cur.undiscovered = Unknown, false
+			}
 			continue
 		}
 		n.view.peers[p.ID] = &peerState{Peer: p}
@@ -336,7 +340,7 @@ func (n *Node) setPeers(peers []Peer) {
 	}
 	for id, p := range n.view.peers {
 		if !seen[id] && p.state != Left {
-			p.state = Left
+			p.state, p.undiscovered = Left, true
 			changed = true
 		}
 	}

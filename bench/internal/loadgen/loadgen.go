@@ -74,6 +74,9 @@ type Options struct {
 	// OnMeasure is called when the measured phase starts, while the load
 	// runs.
 	OnMeasure func()
+	// OnDone is called when the measured phase ends, before the
+	// verification.
+	OnDone func()
 	// Events run at given offsets into the measured phase, from their own
 	// goroutine (a kill, a restart).
 	Events []Event
@@ -98,7 +101,7 @@ type Result struct {
 	Requests int64         `json:"requests"` // measured requests, ok or not
 	OK       int64         `json:"ok"`
 	Failed   int64         `json:"failed"`
-	Writes   int64         `json:"writes_ok"` // acknowledged writes
+	Writes   int64         `json:"writes_ok"` // acknowledged writes, measured phase
 	Elapsed  time.Duration `json:"elapsed_ns"`
 	RPS      float64       `json:"rps"` // successful requests per second
 	P50      float64       `json:"p50_us"`
@@ -391,6 +394,9 @@ func Run(t Target, o Options) (*Result, error) {
 	<-loadDone
 	rn.stop.Store(true)
 	elapsed := time.Since(measureStart)
+	if o.OnDone != nil {
+		o.OnDone()
+	}
 	if o.Requests > 0 && rn.left.Load() <= 0 {
 		// the cap ended the run: count up to the last request's end
 		var last int64
@@ -614,7 +620,9 @@ func (rn *run) loop(u *user, measureAt, end time.Time) {
 			}
 		}
 		if good && write {
-			u.writes++
+			if measured {
+				u.writes++
+			}
 			if u.acked != nil {
 				u.acked[key] = append(u.acked[key], u.seq)
 			}
