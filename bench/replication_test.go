@@ -169,7 +169,7 @@ func BenchmarkWire(b *testing.B) {
 				if kind == "delta" {
 					u.write(b, "n", strconv.Itoa(i))
 				} else {
-					u.write(b, "all", vary(blob, i))
+					u.write(b, "all", loadgen.Vary(blob, int64(i)))
 				}
 			}
 			b.StopTimer()
@@ -185,22 +185,6 @@ func BenchmarkWire(b *testing.B) {
 			}
 		})
 	}
-}
-
-// vary returns s with its digits changed by i, so that consecutive values
-// differ in many places as a real session's content would.
-func vary(s string, i int) string {
-	out := []byte(s)
-	x := uint64(i)*0x9e3779b97f4a7c15 + 1
-	for j, ch := range out {
-		if ch >= '0' && ch <= '9' {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			out[j] = '0' + byte(x%10)
-		}
-	}
-	return string(out)
 }
 
 // browser is one sequential client with a cookie jar, for the wire

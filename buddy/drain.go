@@ -31,15 +31,23 @@ func (n *Node) releaseOld(old Peer, gen uint64) {
 }
 
 // resyncAll queues a full copy of every session this node owns.
-func (n *Node) resyncAll(m interface{ IDs(func(string) bool) }) {
-	s := n.sender
-	s.mu.Lock()
+func (n *Node) resyncAll() {
+	n.sender.addResync(n.sessionIDs())
+	n.sender.signal()
+}
+
+// sessionIDs lists the sessions this node owns.
+func (n *Node) sessionIDs() []string {
+	m := n.mgr.Load()
+	if m == nil {
+		return nil
+	}
+	var ids []string
 	m.IDs(func(id string) bool {
-		s.resync[id] = struct{}{}
+		ids = append(ids, id)
 		return true
 	})
-	s.mu.Unlock()
-	s.signal()
+	return ids
 }
 
 // Shutdown drains the node gracefully: it stops creating sessions, makes
@@ -47,7 +55,8 @@ func (n *Node) resyncAll(m interface{ IDs(func(string) bool) }) {
 // as their new owner, tells the peers it is leaving, and stops. Call it
 // after the application's http.Server.Shutdown, so no request is still
 // running here. A rolling restart that drains each node in turn logs nobody
-// out. When ctx ends first, the node stops anyway and returns ctx's error:
+// out. If the buddy fails meanwhile, the next live node takes its place.
+// When ctx ends first, the node stops anyway and returns ctx's error:
 // sessions whose copy reached the buddy survive; their owner is gone.
 func (n *Node) Shutdown(ctx context.Context) error {
 	if n.draining.Swap(true) {
@@ -55,31 +64,63 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.stats.drains.Add(1)
 	defer n.Close()
-	m := n.mgr.Load()
-	if m != nil {
+	if m := n.mgr.Load(); m != nil {
 		m.Drain()
 	}
-	to := n.sender.buddy()
-	if to.ID == "" {
-		n.log.Warn("buddy: draining alone: this node's sessions end with it")
-		n.announceLeave(ctx)
-		return nil
+	defer n.announceLeave(ctx)
+	for {
+		to := n.sender.buddy()
+		if to.ID == "" {
+			n.log.Warn("buddy: draining alone: this node's sessions end with it")
+			return nil
+		}
+		err := n.handOver(ctx, to)
+		if err == nil {
+			n.log.Info("buddy: drained", "to", to.ID)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("buddy: drain: %w", err)
+		}
+		n.log.Warn("buddy: drain: buddy failed, trying the next node", "buddy", to.ID, "err", err)
+		n.markDown(to.ID)
 	}
+}
+
+// handOver makes sure to holds every session, then has it take them over.
+func (n *Node) handOver(ctx context.Context, to Peer) error {
 	// Every session, in full: whatever a degraded or async commit did not
 	// deliver is on the buddy after this.
-	if m != nil {
-		n.resyncAll(m)
+	n.resyncAll()
+	if err := n.flushTo(ctx, to); err != nil {
+		return err
 	}
-	if err := n.sender.flush(ctx); err != nil {
-		n.announceLeave(ctx)
-		return fmt.Errorf("buddy: drain: sessions not all on %s: %w", to.ID, err)
+	// From here, a node asking for a session is sent to the buddy; a
+	// removal queued by a session given up just before is delivered.
+	n.handingOver.Store(true)
+	if err := n.flushTo(ctx, to); err != nil {
+		n.handingOver.Store(false)
+		return err
 	}
 	if _, _, err := n.call(ctx, to, pathTransfer, MsgTransfer, []byte{opPromote}); err != nil {
-		n.announceLeave(ctx)
-		return fmt.Errorf("buddy: drain: %s did not take the sessions over: %w", to.ID, err)
+		n.handingOver.Store(false)
+		return fmt.Errorf("%s did not take the sessions over: %w", to.ID, err)
 	}
-	n.announceLeave(ctx)
-	n.log.Info("buddy: drained", "to", to.ID)
+	return nil
+}
+
+// flushTo flushes, failing when the buddy changes away from to or stops
+// answering.
+func (n *Node) flushTo(ctx context.Context, to Peer) error {
+	fctx, cancel := context.WithTimeout(ctx, 4*n.cfg.ReplicationTimeout)
+	defer cancel()
+	err := n.sender.flush(fctx)
+	if b := n.sender.buddy(); b.ID != to.ID {
+		return fmt.Errorf("buddy changed from %s to %s", to.ID, b.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("sessions not all on %s: %w", to.ID, err)
+	}
 	return nil
 }
 

@@ -80,7 +80,7 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uin
 			cp, redirect, ok := n.takeLocal(id)
 			if ok {
 				n.stats.fetched(SourceLocal)
-				n.countFailover(route.Owner)
+				n.countFailover(route.Owner, silent)
 				n.moves.forget(id)
 				return cp, true, nil
 			}
@@ -100,7 +100,7 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uin
 				cp, _, ok = n.backups.take(id)
 				if ok {
 					n.stats.fetched(SourceLocal)
-					n.countFailover(route.Owner)
+					n.countFailover(route.Owner, silent)
 					n.moves.forget(id)
 					return cp, true, nil
 				}
@@ -118,14 +118,14 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uin
 		}
 		if cp, ok := n.askChain(ctx, c.id, id, tried, silent); ok {
 			n.stats.fetched(c.source)
-			n.countFailover(route.Owner)
+			n.countFailover(route.Owner, silent)
 			n.moves.forget(id)
 			return cp, true, nil
 		}
 	}
 	if cp, ok := n.scan(ctx, id, tried); ok {
 		n.stats.fetched(SourceScan)
-		n.countFailover(route.Owner)
+		n.countFailover(route.Owner, silent)
 		n.moves.forget(id)
 		return cp, true, nil
 	}
@@ -134,8 +134,8 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uin
 	return nil, false, nil
 }
 
-func (n *Node) countFailover(owner string) {
-	if owner != "" && owner != n.cfg.ID && !n.reachable(owner) {
+func (n *Node) countFailover(owner string, silent map[string]bool) {
+	if owner != "" && owner != n.cfg.ID && (silent[owner] || !n.reachable(owner)) {
 		n.stats.failovers.Add(1)
 	}
 }
@@ -260,6 +260,12 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 		return nil, &rejection{400, RejectMalformed, fmt.Errorf("%w: fetch of a %d-byte ID", ErrMalformed, len(id))}
 	}
 	var c *core.Change
+	if n.handingOver.Load() {
+		// Draining: the buddy is taking every session over.
+		if to := n.sender.buddy(); to.ID != "" && to.ID != from {
+			return append([]byte{fetchRedirect}, to.ID...), nil
+		}
+	}
 	if m := n.mgr.Load(); m != nil {
 		if got, ok := m.Surrender(id); ok {
 			c = got
@@ -275,7 +281,7 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 		if to, ok := n.moves.get(id); ok && to != from && n.reachable(to) {
 			return append([]byte{fetchRedirect}, to...), nil
 		}
-		if owner, held := n.backups.ownerOf(id); held && owner != from && n.reachable(owner) {
+		if owner, held := n.backups.ownerOf(id); held && owner != from && n.reachable(owner) && n.answers(owner) {
 			return append([]byte{fetchRedirect}, owner...), nil
 		}
 		if got, _, ok := n.backups.take(id); ok {
@@ -326,6 +332,29 @@ func (c *moveCache) forget(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
 	c.mu.Unlock()
+}
+
+// answers reports whether peer id answers a ping now. A node asked for a
+// backup copy whose owner it still believes alive checks first: the asker
+// usually comes because the owner just died, before this node noticed.
+func (n *Node) answers(id string) bool {
+	p, ok := n.peer(id)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, min(n.cfg.ReplicationTimeout/2, 500*time.Millisecond))
+	defer cancel()
+	out, _, err := n.call(ctx, p, pathPing, MsgPing, appendPing(nil, n.incarnation, n.draining.Load()))
+	if err != nil {
+		n.observe(id, 0, false, false)
+		return false
+	}
+	inc, draining, err := decodePing(out)
+	if err != nil {
+		return false
+	}
+	n.observe(id, inc, draining, true)
+	return !draining
 }
 
 // missCache remembers IDs nobody held, for a short while, so a client that
@@ -396,14 +425,17 @@ func (n *Node) promote(owner string) (int, error) {
 	}
 	k := 0
 	for _, id := range n.backups.ids(owner) {
-		c, _, ok := n.backups.take(id)
-		if !ok {
+		c, from, ok := n.backups.get(id)
+		if !ok || from != owner {
 			continue
 		}
+		// Install before dropping the copy, so a request in between finds
+		// the session in one place or the other.
 		if err := m.Install(c); err != nil {
 			n.log.Error("buddy: session not taken over", "id", id, "err", err)
 			continue
 		}
+		n.backups.removeFrom(id, owner)
 		n.sender.markForResync(id)
 		k++
 	}

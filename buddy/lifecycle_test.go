@@ -284,3 +284,18 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// The owner dies and a request for its session reaches a node that is not
+// its buddy before anyone noticed the death: the buddy, which still believes
+// the owner alive, checks and hands its copy over.
+func TestFailoverBeforeDetection(t *testing.T) {
+	ms := cluster(t, 3, func(c *Config) { c.DeadAfter, c.SuspectAfter = time.Minute, time.Minute })
+	n1, n3 := ms[0], ms[2] // n1's buddy is n2
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	w.write(n1, "k", "v")
+	n1.kill()
+	if !n3.node.alive("n1") || !ms[1].node.alive("n1") {
+		t.Fatal("death detected already; the test needs it undetected")
+	}
+	w.check(t, n3)
+}

@@ -175,6 +175,19 @@ func (n *Node) observe(id string, incarnation uint64, draining, ok bool) {
 	}
 }
 
+// markDown records that a peer is dead without waiting for DeadAfter.
+func (n *Node) markDown(id string) {
+	n.view.mu.Lock()
+	p, ok := n.view.peers[id]
+	if ok {
+		p.state = Dead
+	}
+	n.view.mu.Unlock()
+	if ok {
+		n.reconfigure(false, id)
+	}
+}
+
 // markLeft records that a peer announced its departure.
 func (n *Node) markLeft(id string) {
 	n.view.mu.Lock()
@@ -270,6 +283,12 @@ func (n *Node) reconfigure(restarted bool, who string) {
 	if newID != "" {
 		next, _ = n.peer(newID)
 	}
+	// Every session, in full, to the new buddy. The IDs are listed before
+	// the switch (listing takes store locks, which must not be taken under
+	// s.mu) and queued in the same step as the switch, so a Flush that sees
+	// the new buddy waits for them; a second pass after the switch catches
+	// sessions created meanwhile.
+	ids := n.sessionIDs()
 	s := n.sender
 	s.mu.Lock()
 	old := s.to
@@ -281,16 +300,14 @@ func (n *Node) reconfigure(restarted bool, who string) {
 	s.generation++
 	gen := s.generation
 	if next.ID != "" {
-		// Every session, in full, to the new buddy: queued in the same
-		// step, so a Flush that sees the new buddy waits for them.
-		if m := n.mgr.Load(); m != nil {
-			m.IDs(func(id string) bool {
-				s.resync[id] = struct{}{}
-				return true
-			})
+		for _, id := range ids {
+			s.resync[id] = struct{}{}
 		}
 	}
 	s.mu.Unlock()
+	if next.ID != "" {
+		s.addResync(n.sessionIDs())
+	}
 	s.signal()
 	n.location.Store(&[2]string{n.cfg.ID, next.ID})
 	switch {

@@ -45,6 +45,7 @@ type Node struct {
 
 	incarnation uint64 // this run's start time: peers spot a restart by it
 	draining    atomic.Bool
+	handingOver atomic.Bool // draining, and the buddy holds every session
 	location    atomic.Pointer[[2]string] // owner, backup for cookies
 	misses      missCache
 	moves       moveCache

@@ -109,8 +109,18 @@ func (s *sender) signal() {
 }
 
 // next takes the oldest batch off the queue, or builds one from the resync
-// set when the queue is empty.
+// set when the queue is empty. The full copies are built without s.mu: a
+// commit holds its session's lock while it queues (s.mu), so taking a
+// session's lock under s.mu could deadlock.
 func (s *sender) next() (*batch, Peer) {
+	b, to, ids := s.take()
+	if ids != nil {
+		b.recs = s.n.fullCopies(ids)
+	}
+	return b, to
+}
+
+func (s *sender) take() (*batch, Peer, []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.to.ID == "" {
@@ -120,7 +130,7 @@ func (s *sender) next() (*batch, Peer) {
 		}
 		s.q, s.size = nil, 0
 		clear(s.resync)
-		return nil, Peer{}
+		return nil, Peer{}, nil
 	}
 	if len(s.q) > 0 {
 		b := s.q[0]
@@ -128,10 +138,10 @@ func (s *sender) next() (*batch, Peer) {
 		s.q = s.q[1:]
 		s.size -= len(b.recs)
 		s.inflight = b
-		return b, s.to
+		return b, s.to, nil
 	}
 	if len(s.resync) == 0 {
-		return nil, s.to
+		return nil, s.to, nil
 	}
 	ids := make([]string, 0, min(len(s.resync), s.n.cfg.MaxBatchRecords))
 	for id := range s.resync {
@@ -141,8 +151,17 @@ func (s *sender) next() (*batch, Peer) {
 		ids = append(ids, id)
 		delete(s.resync, id)
 	}
-	s.inflight = &batch{recs: s.n.fullCopies(ids), done: make(chan struct{}), resync: true}
-	return s.inflight, s.to
+	s.inflight = &batch{done: make(chan struct{}), resync: true}
+	return s.inflight, s.to, ids
+}
+
+// addResync queues a full resend of the sessions ids.
+func (s *sender) addResync(ids []string) {
+	s.mu.Lock()
+	for _, id := range ids {
+		s.resync[id] = struct{}{}
+	}
+	s.mu.Unlock()
 }
 
 // markForResync queues a full resend of session id.

@@ -234,7 +234,12 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 		return
 	}
 	if h == nil {
-		m.log.Warn("tandem: session cookie changed after the response header was sent; the client keeps its old cookie", "session", s.id)
+		if s.cookieID == s.id {
+			// Only the route or the key changed: the next response updates it.
+			m.log.Debug("tandem: cookie update deferred: the response header was sent", "session", s.id)
+		} else {
+			m.log.Warn("tandem: session cookie changed after the response header was sent; the client keeps its old cookie", "session", s.id)
+		}
 		return
 	}
 	h.Add("Set-Cookie", m.newCookie(value, maxAge).String())

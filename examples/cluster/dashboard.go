@@ -194,7 +194,8 @@ func takeovers(s buddy.Stats) uint64 {
 
 // noteChanges records as events what changed between two polls of node id.
 func (m *monitor) noteChanges(id string, prev, cur buddy.Stats) {
-	if d := max(cur.Failovers-prev.Failovers, takeovers(cur)-takeovers(prev)); d > 0 && cur.Failovers >= prev.Failovers {
+	// Counters only grow within one process (prev and cur share its pid).
+	if d := max(cur.Failovers-prev.Failovers, takeovers(cur)-takeovers(prev)); d > 0 {
 		m.events.add("failover", id, fmt.Sprintf("failover: %s took over %d %s of a lost node from their backup copies", id, d, plural(d, "session")))
 	}
 	if d := cur.Promoted - prev.Promoted; d > 0 {
@@ -210,7 +211,7 @@ func (m *monitor) noteChanges(id string, prev, cur buddy.Stats) {
 			m.events.add("ring", id, fmt.Sprintf("%s's buddy is now %s (was %s)", id, cur.Buddy, prev.Buddy))
 		}
 	}
-	if d := cur.TransferSessions - prev.TransferSessions; d > 0 && cur.TransferSessions > prev.TransferSessions {
+	if d := cur.TransferSessions - prev.TransferSessions; d > 0 {
 		m.events.add("transfer", id, fmt.Sprintf("%s copied %d %s in full to its buddy %s", id, d, plural(d, "session"), cur.Buddy))
 	}
 }

@@ -59,6 +59,11 @@ type Options struct {
 	Session []Attr
 	// Keys is how many small attributes the writes rotate over. Default 8.
 	Keys int
+	// Mutate makes each write rewrite one of the Session attributes, in
+	// turn, with its digits changed, instead of a small attribute: a
+	// delta shaped like the application's own (for tuning codecs).
+	// Verify ignores these writes.
+	Mutate bool
 	// Verify keeps every acknowledged write and checks at the end, through
 	// GET /bench/get, what each session still holds.
 	Verify bool
@@ -143,8 +148,10 @@ type Verification struct {
 	Users      int `json:"users"`
 	Unreadable int `json:"unreadable"`
 	// AckedWrites is the number of writes answered 200; LostWrites those
-	// the session no longer holds (neither it nor a later write of the
-	// same key).
+	// the session no longer holds: neither it nor a later write of the
+	// same key is there, or the session itself is gone (its seeded
+	// attributes missing), which loses every write acknowledged before
+	// the event.
 	AckedWrites int64 `json:"acked_writes"`
 	LostWrites  int64 `json:"lost_writes"`
 	// SessionsLost counts users whose seeded attributes were gone.
@@ -192,6 +199,9 @@ type user struct {
 	failAt int64 // unix ns of the first failure after the event, 0 if none
 	recAt  int64 // unix ns of the first success after that
 	seeded bool
+	// seqAtEvent is the user's write sequence when the first event ran
+	// (-1 before).
+	seqAtEvent int64
 	last   int64 // unix ns at which its last measured request ended
 	writes int64
 	stat   map[int]int
@@ -301,7 +311,7 @@ func Run(t Target, o Options) (*Result, error) {
 
 	users := make([]*user, o.Clients)
 	for i := range users {
-		u := &user{idx: i, home: i % len(t.Addrs), rng: uint64(i)*0x9e3779b97f4a7c15 + 1,
+		u := &user{idx: i, home: i % len(t.Addrs), rng: uint64(i)*0x9e3779b97f4a7c15 + 1, seqAtEvent: -1,
 			stat: map[int]int{}, errs: map[string]int{}}
 		u.conns = make([]*leanhttp.Conn, len(t.Addrs))
 		for j, a := range t.Addrs {
@@ -577,7 +587,12 @@ func (rn *run) loop(u *user, measureAt, end time.Time) {
 		write := rn.o.WriteRatio >= 1 || (rn.o.WriteRatio > 0 && float64(u.rand()%1_000_000) < rn.o.WriteRatio*1e6)
 		var target string
 		var key int
-		if write {
+		if write && rn.o.Mutate && len(rn.o.Session) > 0 {
+			u.seq++
+			a := rn.o.Session[int(u.seq%int64(len(rn.o.Session)))]
+			target = writeTarget(a.Key, Vary(a.Value, u.seq))
+			key = -1
+		} else if write {
 			u.seq++
 			key = int(u.seq % int64(rn.o.Keys))
 			tb = append(tb[:0], "/bench/write?k="...)
@@ -587,6 +602,12 @@ func (rn *run) loop(u *user, measureAt, end time.Time) {
 			target = string(tb)
 		} else {
 			target = readTarget
+		}
+		if u.seqAtEvent < 0 && rn.eventAt.Load() != 0 {
+			u.seqAtEvent = u.seq - 1 // this write comes after the event
+			if !write {
+				u.seqAtEvent = u.seq
+			}
 		}
 		t0 := time.Now()
 		resp, err := rn.do(u, target)
@@ -623,7 +644,7 @@ func (rn *run) loop(u *user, measureAt, end time.Time) {
 			if measured {
 				u.writes++
 			}
-			if u.acked != nil {
+			if u.acked != nil && key >= 0 {
 				u.acked[key] = append(u.acked[key], u.seq)
 			}
 		}
@@ -675,17 +696,29 @@ func (rn *run) verify(users []*user) *Verification {
 				}
 				return
 			}
+			lostSession := false
 			for _, a := range rn.o.Session {
 				if got[a.Key] != a.Value {
-					v.SessionsLost++
-					break
+					lostSession = true
+				}
+			}
+			// A lost session takes every write acknowledged before the
+			// event (before the end, without one) with it.
+			var gone int64 = -1
+			if lostSession {
+				v.SessionsLost++
+				gone = u.seq
+				if u.seqAtEvent >= 0 {
+					gone = u.seqAtEvent
 				}
 			}
 			for k, seqs := range u.acked {
 				stored, _ := strconv.ParseInt(got[keyNames[k%len(keyNames)]], 10, 64)
-				// seqs ascend: those above stored are lost
-				i, _ := slices.BinarySearch(seqs, stored+1)
-				v.LostWrites += int64(len(seqs) - i)
+				// seqs ascend: those up to gone are lost with the session,
+				// those above stored were never seen by the final session.
+				i, _ := slices.BinarySearch(seqs, gone+1)
+				j, _ := slices.BinarySearch(seqs, max(stored, gone)+1)
+				v.LostWrites += int64(i + len(seqs) - j)
 			}
 		}()
 	}
@@ -714,4 +747,21 @@ func (rn *run) readSession(u *user) (map[string]string, bool) {
 func (r *Result) String() string {
 	return fmt.Sprintf("%d ok, %d failed in %v: %.0f req/s, p50 %.0f us, p99 %.0f us, p99.9 %.0f us",
 		r.OK, r.Failed, r.Elapsed.Round(time.Millisecond), r.RPS, r.P50, r.P99, r.P999)
+}
+
+// Vary returns s with its digits replaced by pseudo-random digits drawn
+// from seed: a value of the same shape that differs in many places, as a
+// real attribute's next value would.
+func Vary(s string, seed int64) string {
+	out := []byte(s)
+	x := uint64(seed)*0x9e3779b97f4a7c15 + 1
+	for j, ch := range out {
+		if ch >= '0' && ch <= '9' {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			out[j] = '0' + byte(x%10)
+		}
+	}
+	return string(out)
 }
