@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/tandemsession/tandem/bench/internal/chart"
 )
@@ -655,5 +654,3 @@ func (p *page) failoverChart() []byte {
 	return chart.Timelines("Failover: requests per 100 ms around a kill -9",
 		p.date+"; write-heavy, 64 clients; time relative to the kill", bucket, panels)
 }
-
-var _ = time.Now

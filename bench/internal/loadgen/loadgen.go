@@ -202,10 +202,10 @@ type user struct {
 	// seqAtEvent is the user's write sequence when the first event ran
 	// (-1 before).
 	seqAtEvent int64
-	last   int64 // unix ns at which its last measured request ended
-	writes int64
-	stat   map[int]int
-	errs   map[string]int
+	last       int64 // unix ns at which its last measured request ended
+	writes     int64
+	stat       map[int]int
+	errs       map[string]int
 }
 
 type jar struct {
