@@ -51,9 +51,6 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uin
 		}
 		return nil, false, nil
 	}
-	if n.misses.has(id, time.Now()) {
-		return nil, false, nil
-	}
 	type candidate struct{ id, source string }
 	var order []candidate
 	if to, ok := n.moves.get(id); ok && to != self {
@@ -122,6 +119,11 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local uin
 			n.moves.forget(id)
 			return cp, true, nil
 		}
+	}
+	if n.misses.has(id, time.Now()) {
+		// Nobody had it a moment ago: do not ask every node again. The
+		// targeted asks above still ran, so a session that moved is found.
+		return nil, false, nil
 	}
 	if cp, ok := n.scan(ctx, id, tried); ok {
 		n.stats.fetched(SourceScan)
@@ -260,6 +262,8 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 		return nil, &rejection{400, RejectMalformed, fmt.Errorf("%w: fetch of a %d-byte ID", ErrMalformed, len(id))}
 	}
 	var c *core.Change
+	n.handoff.Lock() // not while promote moves this session from backup to owned
+	defer n.handoff.Unlock()
 	if n.handingOver.Load() {
 		// Draining: the buddy is taking every session over.
 		if to := n.sender.buddy(); to.ID != "" && to.ID != from {
@@ -416,6 +420,28 @@ func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
 	return nil, &rejection{400, RejectMalformed, fmt.Errorf("%w: transfer op %d", ErrMalformed, payload[0])}
 }
 
+// promoteOne turns the backup copy of id from owner into a session this
+// node owns. Fetches wait meanwhile, so the session is in exactly one place.
+func (n *Node) promoteOne(m *core.Manager, id, owner string) bool {
+	n.handoff.Lock()
+	defer n.handoff.Unlock()
+	c, from, ok := n.backups.take(id)
+	if !ok {
+		return false
+	}
+	if from != owner {
+		n.backups.apply(from, Record{Kind: KindFull, Change: c}) // not ours to promote: put it back
+		return false
+	}
+	if err := m.Install(c); err != nil {
+		n.backups.apply(from, Record{Kind: KindFull, Change: c})
+		n.log.Error("buddy: session not taken over", "id", id, "err", err)
+		return false
+	}
+	n.sender.markForResync(id)
+	return true
+}
+
 // promote makes this node the owner of every copy it holds from owner and
 // replicates them to its own buddy.
 func (n *Node) promote(owner string) (int, error) {
@@ -425,19 +451,9 @@ func (n *Node) promote(owner string) (int, error) {
 	}
 	k := 0
 	for _, id := range n.backups.ids(owner) {
-		c, from, ok := n.backups.get(id)
-		if !ok || from != owner {
-			continue
+		if n.promoteOne(m, id, owner) {
+			k++
 		}
-		// Install before dropping the copy, so a request in between finds
-		// the session in one place or the other.
-		if err := m.Install(c); err != nil {
-			n.log.Error("buddy: session not taken over", "id", id, "err", err)
-			continue
-		}
-		n.backups.removeFrom(id, owner)
-		n.sender.markForResync(id)
-		k++
 	}
 	n.stats.promoted.Add(uint64(k))
 	ctx, cancel := context.WithTimeout(n.ctx, 4*n.cfg.ReplicationTimeout)

@@ -48,6 +48,7 @@ type Node struct {
 	handingOver atomic.Bool // draining, and the buddy holds every session
 	location    atomic.Pointer[[2]string] // owner, backup for cookies
 	misses      missCache
+	handoff     sync.Mutex // serializes fetch hand-outs with promotions
 	moves       moveCache
 
 	mgr     atomic.Pointer[core.Manager]

@@ -85,6 +85,7 @@ type options struct {
 	verbose       bool
 	tune          bool
 	tuneDuration  time.Duration
+	tuneRounds    int
 	label         string
 	quiet         bool
 	bucket        time.Duration
@@ -121,6 +122,7 @@ func run() int {
 	flag.StringVar(&o.nodeLogLevel, "node-log", "", "tandem nodes' log level (debug, info, warn, error; default none)")
 	flag.BoolVar(&o.tune, "tune", false, "tuning mode: sweep codec, batch size and mode on the -sample session and recommend a configuration")
 	flag.DurationVar(&o.tuneDuration, "tune-duration", 1500*time.Millisecond, "with -tune: measured time per configuration")
+	flag.IntVar(&o.tuneRounds, "tune-rounds", 2, "with -tune: interleaved rounds per configuration (their mean is used)")
 	flag.StringVar(&o.label, "label", "", "a name for this run in the report (default: target and mode)")
 	flag.BoolVar(&o.quiet, "q", false, "no table on stdout")
 	flag.DurationVar(&o.bucket, "bucket", 100*time.Millisecond, "timeline resolution")
