@@ -45,7 +45,7 @@ type Node struct {
 
 	incarnation uint64 // this run's start time: peers spot a restart by it
 	draining    atomic.Bool
-	handingOver atomic.Bool // draining, and the buddy holds every session
+	handingOver atomic.Bool               // draining, and the buddy holds every session
 	location    atomic.Pointer[[2]string] // owner, backup for cookies
 	misses      missCache
 	handoff     sync.Mutex // serializes fetch hand-outs with promotions
