@@ -10,9 +10,27 @@ import (
 type contextKey struct{}
 
 // NewContext returns a copy of ctx carrying s. Adapters use it; handlers
-// read the session back with FromContext.
+// read the session back with FromContext. The first call per session costs
+// no allocation: the context lives inside the Session.
 func NewContext(ctx context.Context, s *Session) context.Context {
+	if s.ctx.s == nil {
+		s.ctx = sessionContext{Context: ctx, s: s}
+		return &s.ctx
+	}
 	return context.WithValue(ctx, contextKey{}, s)
+}
+
+// sessionContext is a context carrying a session, allocated with it.
+type sessionContext struct {
+	context.Context
+	s *Session
+}
+
+func (c *sessionContext) Value(key any) any {
+	if key == (contextKey{}) {
+		return c.s
+	}
+	return c.Context.Value(key)
 }
 
 // FromContext returns the session the middleware put in ctx, or nil when

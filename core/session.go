@@ -47,7 +47,8 @@ type Session struct {
 	headerDone bool  // CommitHeader ran
 	headerErr  error // its result
 
-	w responseWriter // the net/http middleware's writer, allocated with the Session
+	w   responseWriter // the net/http middleware's writer, allocated with the Session
+	ctx sessionContext // the request context carrying the Session, likewise
 }
 
 // ID returns the session ID. A new session gets its ID here or when it is

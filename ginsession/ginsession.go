@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 	"github.com/tandemsession/tandem/core"
@@ -22,12 +23,17 @@ import (
 // nothing. Read the session with Get. When a handler panics, nothing it
 // changed is committed unless the header already went out.
 func Middleware(m *core.Manager) gin.HandlerFunc {
+	// Writers are reused, as gin reuses its own: like c.Writer, they must
+	// not be kept after the request.
+	writers := sync.Pool{New: func() any { return new(writer) }}
 	return func(c *gin.Context) {
 		r := c.Request
 		s := m.Load(r)
 		c.Request = r.WithContext(core.NewContext(r.Context(), s))
 		inner := c.Writer
-		c.Writer = &writer{ResponseWriter: inner, s: s, c: c}
+		w := writers.Get().(*writer)
+		*w = writer{ResponseWriter: inner, s: s, c: c}
+		c.Writer = w
 		returned := false
 		defer func() {
 			if !returned {
@@ -39,6 +45,8 @@ func Middleware(m *core.Manager) gin.HandlerFunc {
 		c.Next()
 		returned = true
 		c.Writer = inner
+		*w = writer{}
+		writers.Put(w)
 		if inner.Written() && !s.HeaderCommitted() {
 			// Written around the session (by a middleware that kept the
 			// original writer): the cookie can no longer go out.

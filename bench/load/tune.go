@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -200,6 +201,24 @@ func tune(ctx context.Context, o options) error {
 		if err := os.WriteFile(o.jsonOut+".dict", dict, 0o644); err != nil {
 			return err
 		}
+		var out []map[string]any
+		for _, group := range [][]tuneResult{codecs, batches, modes} {
+			for _, r := range group {
+				out = append(out, map[string]any{
+					"name": r.name, "codec": r.codec, "dictionary": r.dict, "max_batch_records": r.batch,
+					"mode": string(r.mode), "rps": r.rps, "rps_spread": r.spread, "p99_ms": r.p99,
+					"wire_bytes_per_write": r.wirePerWrite, "raw_bytes_per_write": r.rawPerWrite,
+					"records_per_batch": r.recordsPerBtch,
+				})
+			}
+		}
+		b, err := json.MarshalIndent(map[string]any{"sample": o.sample, "clients": clients, "results": out}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
 	}
 	recommend(w, codecs, best, batches, batch, modes, o)
 	return nil
@@ -320,7 +339,7 @@ func recommend(w io.Writer, codecs []tuneResult, best tuneResult, batches []tune
 			one = r
 		}
 	}
-	fmt.Fprintf(tw, "  MaxBatchRecords\t%d\t%.1f records/batch at %d clients (the cap is rarely reached); %.0f wire B/write vs %.0f unbatched (MaxBatchRecords 1), at %s than unbatched\n",
+	fmt.Fprintf(tw, "  MaxBatchRecords\t%d\t%.1f records/batch at %d clients (the cap is rarely reached); %.0f wire B/write vs %.0f unbatched (MaxBatchRecords 1), at %s vs unbatched\n",
 		batch.batch, batch.recordsPerBtch, min(o.clients, 64), batch.wirePerWrite, one.wirePerWrite, throughputDiff(batch, one))
 	syncR, asyncR := modes[0], modes[1]
 	fmt.Fprintf(tw, "  Mode\tSync\tno acknowledged write is lost when a node dies; costs %.0f%% throughput and %+.2f ms p99 vs Async here (Async: %.0f req/s, p99 %.2f ms)\n",

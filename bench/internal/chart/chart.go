@@ -108,7 +108,7 @@ func Bars(title, subtitle string, panels []BarPanel) []byte {
 	for _, p := range panels {
 		n = max(n, len(p.Bars))
 	}
-	labelW, panelW, rowH, top := 230.0, 300.0, 26.0, 70.0
+	labelW, panelW, rowH, top := 300.0, 300.0, 26.0, 76.0
 	w := int(labelW + float64(len(panels))*(panelW+30) + 20)
 	h := int(top + float64(n)*rowH + 40)
 	c := NewCanvas(w, h)
@@ -177,8 +177,8 @@ type LineChart struct {
 
 // SVG draws the chart.
 func (lc LineChart) SVG() []byte {
-	w, h := 760.0, 440.0
-	left, right, top, bottom := 80.0, 200.0, 70.0, 60.0
+	w, h := 860.0, 440.0
+	left, right, top, bottom := 80.0, 260.0, 70.0, 60.0
 	c := NewCanvas(int(w), int(h))
 	c.Text(16, 26, lc.Title, 17, "start", ink, true)
 	c.Text(16, 46, lc.Subtitle, 12, "start", Gray, false)
@@ -192,7 +192,7 @@ func (lc LineChart) SVG() []byte {
 	}
 	if lc.Band.Y2 > lc.Band.Y1 {
 		c.Rect(left, Y(lc.Band.Y2), pw, Y(lc.Band.Y1)-Y(lc.Band.Y2), "#eaf5ec")
-		c.Text(left+6, Y(lc.Band.Y2)+14, lc.Band.Label, 11, "start", Green, false)
+		c.Text(left+pw-6, Y(lc.Band.Y1)-6, lc.Band.Label, 11, "end", Green, false)
 	}
 	for _, t := range lc.XTicks {
 		c.Line(X(t), top, X(t), top+ph, grid, 1, "")
