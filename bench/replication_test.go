@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,4 +279,84 @@ func TestReplicationHarness(t *testing.T) {
 	if os.Getenv("TANDEM_BENCH_LOG") != "" {
 		t.Logf("%v; %d records, %d wire bytes", res, d.Records, d.BytesWire)
 	}
+}
+
+// TestReplicationTable is BenchmarkReplication as a table: for each
+// concurrency, the three variants run back to back for a fixed time, in
+// interleaved rounds, and the test prints the mean req/s, p50 and p99 of
+// each variant and its ratio to replication off. Interleaving spreads the
+// noise of a shared machine over all variants alike. It runs only when
+// TANDEM_BENCH_TABLE is set to the number of rounds:
+//
+//	TANDEM_BENCH_TABLE=3 go test -run ReplicationTable -v ./bench/
+//
+// TANDEM_BENCH_DURATION sets the time per variant and round (default 2s).
+func TestReplicationTable(t *testing.T) {
+	rounds, _ := strconv.Atoi(os.Getenv("TANDEM_BENCH_TABLE"))
+	if rounds <= 0 {
+		t.Skip("set TANDEM_BENCH_TABLE=<rounds> to run")
+	}
+	dur := 2 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("TANDEM_BENCH_DURATION")); err == nil && d > 0 {
+		dur = d
+	}
+	session := sampleSession(t, sessionSize)
+	clusters := map[inproc.Mode]*inproc.Cluster{}
+	for _, m := range modes {
+		clusters[m] = startCluster(t, m)
+	}
+	type cell struct{ rps, p50, p99, wire float64 }
+	concurrency := []int{1, 16, 64}
+	sums := map[int]map[inproc.Mode]*cell{}
+	for _, c := range concurrency {
+		sums[c] = map[inproc.Mode]*cell{}
+		for _, m := range modes {
+			sums[c][m] = &cell{}
+		}
+	}
+	for round := range rounds {
+		for _, clients := range concurrency {
+			for _, m := range modes {
+				c := clusters[m]
+				var before inproc.Repl
+				res, err := loadgen.Run(target(c), loadgen.Options{
+					Clients: clients, Duration: dur, Warmup: 300 * time.Millisecond, WriteRatio: 1, Session: session,
+					OnMeasure: func() { before = stats(t, c) },
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.SeedFailures > 0 || res.Failed > 0 {
+					t.Fatalf("c=%d %s: %d seed failures, %d failed: %v %v", clients, m, res.SeedFailures, res.Failed, res.Statuses, res.Errors)
+				}
+				s := sums[clients][m]
+				s.rps += res.RPS / float64(rounds)
+				s.p50 += res.P50 / float64(rounds)
+				s.p99 += res.P99 / float64(rounds)
+				if m != inproc.Off && res.Writes > 0 {
+					if err := c.Settle(10 * time.Second); err != nil {
+						t.Fatal(err)
+					}
+					d := stats(t, c).Sub(before)
+					s.wire += float64(d.BytesWire) / float64(res.Writes) / float64(rounds)
+				}
+				t.Logf("round %d c=%d %-5s %s", round+1, clients, m, res)
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n2 nodes in one process, 4 KiB sessions, every request writes one small attribute; %d rounds of %v, means\n", rounds, dur)
+	fmt.Fprintf(&b, "%-8s %-6s %9s %9s %9s %9s %10s\n", "clients", "mode", "req/s", "vs off", "p50 us", "p99 us", "wire B/wr")
+	for _, clients := range concurrency {
+		off := sums[clients][inproc.Off].rps
+		for _, m := range modes {
+			s := sums[clients][m]
+			wire := "-"
+			if m != inproc.Off {
+				wire = fmt.Sprintf("%.1f", s.wire)
+			}
+			fmt.Fprintf(&b, "%-8d %-6s %9.0f %8.0f%% %9.0f %9.0f %10s\n", clients, m, s.rps, 100*s.rps/off, s.p50, s.p99, wire)
+		}
+	}
+	t.Log(b.String())
 }

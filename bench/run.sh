@@ -2,7 +2,7 @@
 # bench/run.sh runs Tandem's standard load comparison with bench/load and
 # writes bench/results/YYYY-MM-DD.md and the charts docs/bench-*.svg
 # (through bench/report). Every run is bounded in time and requests; the
-# whole script takes about 6 minutes on a 2-core machine.
+# whole script takes about 6 to 7 minutes on a 2-core machine.
 #
 #   bench/run.sh                 # the standard comparison
 #   DUR=4s ROUNDS=1 bench/run.sh # a quicker, noisier pass
@@ -24,8 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-DUR=${DUR:-8s}
-ROUNDS=${ROUNDS:-2}
+DUR=${DUR:-6s}
+ROUNDS=${ROUNDS:-3}
 OUT=bench/results/tmp
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -176,24 +176,16 @@ func (n *Node) observe(id string, incarnation uint64, draining, ok bool) {
 }
 
 // markDown records that a peer is dead without waiting for DeadAfter.
-func (n *Node) markDown(id string) {
-	n.view.mu.Lock()
-	p, ok := n.view.peers[id]
-	if ok {
-		p.state = Dead
-	}
-	n.view.mu.Unlock()
-	if ok {
-		n.reconfigure(false, id)
-	}
-}
+func (n *Node) markDown(id string) { n.mark(id, Dead) }
 
 // markLeft records that a peer announced its departure.
-func (n *Node) markLeft(id string) {
+func (n *Node) markLeft(id string) { n.mark(id, Left) }
+
+func (n *Node) mark(id string, st State) {
 	n.view.mu.Lock()
 	p, ok := n.view.peers[id]
 	if ok {
-		p.state = Left
+		p.state = st
 	}
 	n.view.mu.Unlock()
 	if ok {

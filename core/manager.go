@@ -152,7 +152,7 @@ func (m *Manager) Load(r *http.Request) *Session {
 		// live elsewhere.
 		var local uint64
 		if ok {
-			local = rec.versionLocked()
+			local = rec.currentVersion()
 		}
 		if fetched, fok := m.fetch(r.Context(), p.id, s.route, local, now); fok {
 			rec, ok = fetched, true

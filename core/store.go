@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"hash/maphash"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -26,7 +27,8 @@ type record struct {
 	bucket   atomic.Int64 // expiry bucket index; written under the shard's mutex
 }
 
-func (r *record) versionLocked() uint64 {
+// currentVersion returns the version, taking the record's lock.
+func (r *record) currentVersion() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.version
@@ -195,16 +197,8 @@ func (s *store) records() []*record {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		out = append(out, slicesValues(sh.m)...)
+		out = slices.AppendSeq(out, maps.Values(sh.m))
 		sh.mu.RUnlock()
-	}
-	return out
-}
-
-func slicesValues(m map[string]*record) []*record {
-	out := make([]*record, 0, len(m))
-	for v := range maps.Values(m) {
-		out = append(out, v)
 	}
 	return out
 }

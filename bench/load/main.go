@@ -618,10 +618,15 @@ func runLoad(ctx context.Context, o options) error {
 		return err
 	}
 	defer sys.stop()
+	finished := make(chan struct{})
+	defer close(finished)
 	go func() { // Ctrl-C: stop the children at once
-		<-ctx.Done()
-		for _, p := range sys.procs() {
-			p.kill()
+		select {
+		case <-ctx.Done():
+			for _, p := range sys.procs() {
+				p.kill()
+			}
+		case <-finished:
 		}
 	}()
 
