@@ -94,6 +94,10 @@ type Config struct {
 	Mode Mode
 	// OnReplicationError is Degrade (default) or Fail.
 	OnReplicationError ErrorPolicy
+	// AsyncLinger is how long, in Async mode, a batch may wait to fill
+	// before it is sent; it adds that much to the window of changes a crash
+	// can lose. Default 2 ms; negative disables it. Sync mode ignores it.
+	AsyncLinger time.Duration
 	// ReplicationTimeout bounds how long a synchronous commit waits for its
 	// buddy, and each replication request. Default 2 seconds.
 	ReplicationTimeout time.Duration
@@ -225,6 +229,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"SuspectAfter", &cfg.SuspectAfter, 750 * time.Millisecond},
 		{"DeadAfter", &cfg.DeadAfter, 1500 * time.Millisecond},
 		{"DiscoveryInterval", &cfg.DiscoveryInterval, 10 * time.Second},
+	}
+	if cfg.AsyncLinger == 0 {
+		cfg.AsyncLinger = 2 * time.Millisecond
 	}
 	for _, d := range durations {
 		if *d.d < 0 {

@@ -63,35 +63,35 @@ func main() {
 
 // options are the command's flags.
 type options struct {
-	nodes         int
-	mode          string
-	codec         string
-	batch         int
-	clients       int
-	duration      time.Duration
-	warmup        time.Duration
-	requests      int64
-	sessionSize   int
-	writeRatio    float64
-	scenario      string
-	killAfter     time.Duration
-	kill          string
-	redisRestart  time.Duration
-	jsonOut       string
-	target        string
-	sample        string
-	peersDir      string
-	verify        bool
-	verbose       bool
-	tune          bool
-	tuneDuration  time.Duration
-	tuneRounds    int
-	label         string
-	quiet         bool
-	bucket        time.Duration
-	nodeLogLevel  string
-	keys          int
-	requestTimout time.Duration
+	nodes          int
+	mode           string
+	codec          string
+	batch          int
+	clients        int
+	duration       time.Duration
+	warmup         time.Duration
+	requests       int64
+	sessionSize    int
+	writeRatio     float64
+	scenario       string
+	killAfter      time.Duration
+	kill           string
+	redisRestart   time.Duration
+	jsonOut        string
+	target         string
+	sample         string
+	peersDir       string
+	verify         bool
+	verbose        bool
+	tune           bool
+	tuneDuration   time.Duration
+	tuneRounds     int
+	label          string
+	quiet          bool
+	bucket         time.Duration
+	nodeLogLevel   string
+	keys           int
+	requestTimeout time.Duration
 }
 
 // Targets lists the -target values.
@@ -127,7 +127,7 @@ func run() int {
 	flag.BoolVar(&o.quiet, "q", false, "no table on stdout")
 	flag.DurationVar(&o.bucket, "bucket", 100*time.Millisecond, "timeline resolution")
 	flag.IntVar(&o.keys, "keys", 8, "small attributes the writes rotate over")
-	flag.DurationVar(&o.requestTimout, "request-timeout", 5*time.Second, "bound on one request")
+	flag.DurationVar(&o.requestTimeout, "request-timeout", 5*time.Second, "bound on one request")
 	flag.Parse()
 
 	if o.sample == "" {
@@ -649,7 +649,7 @@ func runLoad(ctx context.Context, o options) error {
 	opts := loadgen.Options{
 		Clients: o.clients, Duration: o.duration, Requests: o.requests, Warmup: o.warmup,
 		WriteRatio: o.writeRatio, Session: session, Keys: o.keys, Verify: o.verify,
-		Bucket: o.bucket, Timeout: o.requestTimout,
+		Bucket: o.bucket, Timeout: o.requestTimeout,
 		OnMeasure: func() {
 			measureStart = time.Now()
 			if watch != nil {

@@ -28,7 +28,7 @@ func defaults() options {
 		nodes: 2, mode: "sync", clients: 4, duration: 1500 * time.Millisecond, warmup: 100 * time.Millisecond,
 		requests: 100_000, sessionSize: 512, writeRatio: 1, scenario: "steady", target: "tandem",
 		sample: filepath.Join("..", "testdata", "session.json"), quiet: true, bucket: 100 * time.Millisecond,
-		keys: 8, requestTimout: 5 * time.Second,
+		keys: 8, requestTimeout: 5 * time.Second,
 	}
 }
 

@@ -23,8 +23,7 @@ type proc struct {
 	log  *tailBuffer
 	done chan struct{}
 	err  error
-	// cpu0 is the CPU time at the measured start; cpuAtExit the last
-	// reading before a kill.
+	// cpuAtKill is the last CPU reading before a kill.
 	cpuAtKill time.Duration
 	killed    bool
 }
@@ -38,6 +37,7 @@ type tailBuffer struct {
 	pfx string
 }
 
+// Write keeps the tail of p and copies it, line-prefixed, to w if set.
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -55,6 +55,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns the tail kept.
 func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()

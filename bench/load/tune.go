@@ -350,7 +350,11 @@ func recommend(w io.Writer, codecs []tuneResult, best tuneResult, batches []tune
 	fmt.Fprintln(w, "  \tMode:            buddy.Sync, // buddy.Async only if losing the last queued writes of a crashed node is acceptable")
 	fmt.Fprintf(w, "  \tMaxBatchRecords: %d,\n", batch.batch)
 	fmt.Fprintln(w, "  \tCompression: compress.Config{")
-	fmt.Fprintf(w, "  \t\tCodec: %q,\n", best.codec)
+	if best.dict {
+		fmt.Fprintf(w, "  \t\tCodec:        %q,\n", best.codec)
+	} else {
+		fmt.Fprintf(w, "  \t\tCodec: %q,\n", best.codec)
+	}
 	if best.dict {
 		where := "the dictionary trained on your sample (pass -json FILE to save it as FILE.dict)"
 		if o.jsonOut != "" && o.jsonOut != "-" {

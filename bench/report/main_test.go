@@ -53,7 +53,7 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := string(b)
-	for _, want := range []string{"10000 vs 3000 req/s = **3.33x**", "**93%** of it", "**110 B**", "**0 of 90** lost", "| Tandem, buddy Sync | 3 | 2 | 10000 ±10%"} {
+	for _, want := range []string{"**3.33x** the req/s (means 10000 vs 3000)", "**93%** of its req/s", "**110 B**", "**0 of 90** lost", "| Tandem, buddy Sync | 3 | 2 | 10000 ±10%"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q:\n%s", want, page)
 		}

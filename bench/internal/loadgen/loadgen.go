@@ -57,7 +57,11 @@ type Options struct {
 	WriteRatio float64
 	// Session is what each user writes into its session before the run.
 	Session []Attr
-	// Keys is how many small attributes the writes rotate over. Default 8.
+	// Keys is how many small attributes the writes rotate over (at most
+	// 32). Default 8. After the first event the writes rotate over as many
+	// other keys, so that no write after it overwrites one acknowledged
+	// before it: a loss caused by the event cannot hide behind a later
+	// write of the same key.
 	Keys int
 	// Mutate makes each write rewrite one of the Session attributes, in
 	// turn, with its digits changed, instead of a small attribute: a
@@ -285,6 +289,9 @@ func Run(t Target, o Options) (*Result, error) {
 	if o.Keys <= 0 {
 		o.Keys = 8
 	}
+	if o.Keys > len(keyNames)/2 {
+		o.Keys = len(keyNames) / 2
+	}
 	if o.Bucket <= 0 {
 		o.Bucket = 100 * time.Millisecond
 	}
@@ -318,7 +325,7 @@ func Run(t Target, o Options) (*Result, error) {
 			u.conns[j] = &leanhttp.Conn{Addr: a, Header: t.NodeHeader, Timeout: o.Timeout}
 		}
 		if o.Verify {
-			u.acked = make([][]int64, o.Keys)
+			u.acked = make([][]int64, 2*o.Keys)
 		}
 		if o.Requests > 0 {
 			u.lat = make([]uint32, 0, min(o.Requests/int64(o.Clients)+16, 1<<20))
@@ -584,6 +591,9 @@ func (rn *run) loop(u *user, measureAt, end time.Time) {
 			rn.stop.Store(true)
 			return
 		}
+		if u.seqAtEvent < 0 && rn.eventAt.Load() != 0 {
+			u.seqAtEvent = u.seq // the writes from here on come after the event
+		}
 		write := rn.o.WriteRatio >= 1 || (rn.o.WriteRatio > 0 && float64(u.rand()%1_000_000) < rn.o.WriteRatio*1e6)
 		var target string
 		var key int
@@ -595,6 +605,12 @@ func (rn *run) loop(u *user, measureAt, end time.Time) {
 		} else if write {
 			u.seq++
 			key = int(u.seq % int64(rn.o.Keys))
+			if u.seqAtEvent >= 0 {
+				// After the event, writes use their own keys, so that they
+				// never overwrite (and hide the loss of) a write
+				// acknowledged before it.
+				key += rn.o.Keys
+			}
 			tb = append(tb[:0], "/bench/write?k="...)
 			tb = append(tb, keyNames[key%len(keyNames)]...)
 			tb = append(tb, "&v="...)
@@ -602,12 +618,6 @@ func (rn *run) loop(u *user, measureAt, end time.Time) {
 			target = string(tb)
 		} else {
 			target = readTarget
-		}
-		if u.seqAtEvent < 0 && rn.eventAt.Load() != 0 {
-			u.seqAtEvent = u.seq - 1 // this write comes after the event
-			if !write {
-				u.seqAtEvent = u.seq
-			}
 		}
 		t0 := time.Now()
 		resp, err := rn.do(u, target)
