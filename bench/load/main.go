@@ -45,6 +45,7 @@ import (
 
 	"github.com/tandemsession/tandem/bench/internal/inproc"
 	"github.com/tandemsession/tandem/bench/internal/loadgen"
+	"github.com/tandemsession/tandem/bench/internal/loadreport"
 	"github.com/tandemsession/tandem/buddy"
 	"github.com/tandemsession/tandem/compress"
 	"github.com/tandemsession/tandem/internal/nodeapp"
@@ -415,82 +416,8 @@ func (s *system) killRedis(restart time.Duration, restarted func()) {
 	restarted()
 }
 
-// Report is the result of one run, as -json writes it.
-type Report struct {
-	Label       string  `json:"label"`
-	Target      string  `json:"target"`
-	Nodes       int     `json:"nodes"`
-	Mode        string  `json:"mode,omitempty"`
-	Codec       string  `json:"codec,omitempty"`
-	Clients     int     `json:"clients"`
-	WriteRatio  float64 `json:"write_ratio"`
-	SessionSize int     `json:"session_size"`
-	Scenario    string  `json:"scenario"`
-	Duration    string  `json:"duration"`
-	Warmup      string  `json:"warmup"`
-	Command     string  `json:"command"`
-	Date        string  `json:"date"`
-	Machine     Machine `json:"machine"`
-
-	RPS  float64 `json:"rps"`
-	P50  float64 `json:"p50_ms"`
-	P99  float64 `json:"p99_ms"`
-	P999 float64 `json:"p999_ms"`
-
-	// CPU seconds per 1,000 successful requests.
-	ServerCPUPer1k float64 `json:"server_cpu_s_per_1k"`
-	DriverCPUPer1k float64 `json:"driver_cpu_s_per_1k"`
-	ServerCPU      float64 `json:"server_cpu_s"`
-	DriverCPU      float64 `json:"driver_cpu_s"`
-
-	Repl *ReplReport `json:"replication,omitempty"`
-	// FullCopyWire is what one write would put on the wire if the whole
-	// session were sent (computed: a KindFull record, compressed, sealed).
-	FullCopyWire int `json:"full_copy_wire_bytes,omitempty"`
-	FullCopyRaw  int `json:"full_copy_raw_bytes,omitempty"`
-
-	Kill *KillReport     `json:"kill,omitempty"`
-	Load *loadgen.Result `json:"load"`
-}
-
-// ReplReport is the replication counters over the measured phase.
-type ReplReport struct {
-	inproc.Repl
-	WirePerWrite    float64 `json:"wire_bytes_per_write"`
-	WirePerRecord   float64 `json:"wire_bytes_per_record"`
-	RawPerRecord    float64 `json:"raw_bytes_per_record"`
-	RecordsPerBatch float64 `json:"records_per_batch"`
-	// RTTP50 and RTTP99 bound the batch round trip (power-of-two buckets,
-	// microseconds): in sync mode the wait a write adds, in async mode the
-	// replication lag once a batch is sent.
-	RTTP50 uint64 `json:"batch_rtt_p50_us"`
-	RTTP99 uint64 `json:"batch_rtt_p99_us"`
-	// MaxQueue is the most records seen queued for a buddy (sampled every
-	// 250 ms); DrainMs the time the queues took to empty after the load
-	// stopped: together, the async replication lag.
-	MaxQueue int     `json:"max_queue_depth"`
-	DrainMs  float64 `json:"drain_ms"`
-}
-
-// KillReport says what was killed and when.
-type KillReport struct {
-	What      string  `json:"what"`
-	AtMs      float64 `json:"at_ms"`
-	RestartMs float64 `json:"restart_ms,omitempty"`
-}
-
-// Machine describes where the run happened.
-type Machine struct {
-	CPU     string  `json:"cpu"`
-	Cores   int     `json:"cores"`
-	MemGiB  float64 `json:"mem_gib"`
-	Kernel  string  `json:"kernel"`
-	Go      string  `json:"go"`
-	LoadAvg string  `json:"loadavg_at_start"`
-}
-
-func machine() Machine {
-	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
+func machine() loadreport.Machine {
+	m := loadreport.Machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -592,7 +519,7 @@ func runLoad(ctx context.Context, o options) error {
 		session = loadgen.SizedSession(sample, o.sessionSize)
 	}
 
-	rep := &Report{
+	rep := &loadreport.Report{
 		Label: o.label, Target: o.target, Nodes: o.nodes, Mode: o.mode, Codec: o.codec,
 		Clients: o.clients, WriteRatio: o.writeRatio, SessionSize: loadgen.EncodedSize(session),
 		Scenario: o.scenario, Duration: o.duration.String(), Warmup: o.warmup.String(),
@@ -642,7 +569,7 @@ func runLoad(ctx context.Context, o options) error {
 		stopWatch              = make(chan struct{})
 		watchDone              = make(chan struct{})
 		drain                  time.Duration
-		killReport             *KillReport
+		killReport             *loadreport.KillReport
 		measureStart, killTime time.Time
 		restartAt              atomic.Int64
 	)
@@ -697,12 +624,12 @@ func runLoad(ctx context.Context, o options) error {
 			ev.Do = func() {
 				killTime = time.Now()
 				sys.nodes[0].kill()
-				killReport = &KillReport{What: "SIGKILL " + sys.ids[0], AtMs: ms(killTime.Sub(measureStart))}
+				killReport = &loadreport.KillReport{What: "SIGKILL " + sys.ids[0], AtMs: ms(killTime.Sub(measureStart))}
 			}
 		case "redis":
 			ev.Do = func() {
 				killTime = time.Now()
-				killReport = &KillReport{What: "SIGKILL redis-server", AtMs: ms(killTime.Sub(measureStart))}
+				killReport = &loadreport.KillReport{What: "SIGKILL redis-server", AtMs: ms(killTime.Sub(measureStart))}
 				if o.redisRestart > 0 {
 					killReport.What += fmt.Sprintf(", restarted empty after %v", o.redisRestart)
 				}
@@ -737,7 +664,7 @@ func runLoad(ctx context.Context, o options) error {
 	}
 	if watch != nil && o.mode != string(inproc.Off) {
 		d := repl1.Sub(repl0)
-		rr := &ReplReport{Repl: d, MaxQueue: watch.maxQueue, DrainMs: ms(drain)}
+		rr := &loadreport.ReplReport{Repl: d, MaxQueue: watch.maxQueue, DrainMs: ms(drain)}
 		rr.WirePerRecord, rr.RawPerRecord = d.PerRecord()
 		if res.Writes > 0 {
 			rr.WirePerWrite = float64(d.BytesWire) / float64(res.Writes)
@@ -774,7 +701,7 @@ func runLoad(ctx context.Context, o options) error {
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
-func printReport(w io.Writer, r *Report) {
+func printReport(w io.Writer, r *loadreport.Report) {
 	what := r.Target
 	if r.Mode != "" {
 		what += ", " + r.Mode

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tandemsession/tandem/bench/internal/loadreport"
 )
 
 // TestMain runs the node child when the driver under test re-executes this
@@ -32,7 +34,7 @@ func defaults() options {
 	}
 }
 
-func runReport(t *testing.T, o options) *Report {
+func runReport(t *testing.T, o options) *loadreport.Report {
 	t.Helper()
 	o.jsonOut = filepath.Join(t.TempDir(), "r.json")
 	if err := runLoad(context.Background(), o); err != nil {
@@ -42,7 +44,7 @@ func runReport(t *testing.T, o options) *Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r Report
+	var r loadreport.Report
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}

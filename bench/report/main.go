@@ -19,80 +19,12 @@ import (
 	"strings"
 
 	"github.com/tandemsession/tandem/bench/internal/chart"
+	"github.com/tandemsession/tandem/bench/internal/loadreport"
 )
 
-// run is the part of a bench/load report this command reads.
+// run is one bench/load report and the file it came from.
 type run struct {
-	Label       string  `json:"label"`
-	Target      string  `json:"target"`
-	Nodes       int     `json:"nodes"`
-	Mode        string  `json:"mode"`
-	Codec       string  `json:"codec"`
-	Clients     int     `json:"clients"`
-	WriteRatio  float64 `json:"write_ratio"`
-	SessionSize int     `json:"session_size"`
-	Scenario    string  `json:"scenario"`
-	Duration    string  `json:"duration"`
-	Command     string  `json:"command"`
-	Date        string  `json:"date"`
-	Machine     struct {
-		CPU     string  `json:"cpu"`
-		Cores   int     `json:"cores"`
-		MemGiB  float64 `json:"mem_gib"`
-		Kernel  string  `json:"kernel"`
-		Go      string  `json:"go"`
-		LoadAvg string  `json:"loadavg_at_start"`
-	} `json:"machine"`
-	RPS            float64 `json:"rps"`
-	P50            float64 `json:"p50_ms"`
-	P99            float64 `json:"p99_ms"`
-	P999           float64 `json:"p999_ms"`
-	ServerCPUPer1k float64 `json:"server_cpu_s_per_1k"`
-	DriverCPUPer1k float64 `json:"driver_cpu_s_per_1k"`
-	Repl           *struct {
-		WirePerWrite    float64 `json:"wire_bytes_per_write"`
-		WirePerRecord   float64 `json:"wire_bytes_per_record"`
-		RawPerRecord    float64 `json:"raw_bytes_per_record"`
-		RecordsPerBatch float64 `json:"records_per_batch"`
-		RTTP50          uint64  `json:"batch_rtt_p50_us"`
-		RTTP99          uint64  `json:"batch_rtt_p99_us"`
-		MaxQueue        int     `json:"max_queue_depth"`
-		DrainMs         float64 `json:"drain_ms"`
-		Degraded        uint64  `json:"degraded"`
-		FullCopies      uint64  `json:"full_copies"`
-	} `json:"replication"`
-	FullCopyWire int `json:"full_copy_wire_bytes"`
-	FullCopyRaw  int `json:"full_copy_raw_bytes"`
-	Kill         *struct {
-		What      string  `json:"what"`
-		AtMs      float64 `json:"at_ms"`
-		RestartMs float64 `json:"restart_ms"`
-	} `json:"kill"`
-	Load struct {
-		OK       int64          `json:"ok"`
-		Failed   int64          `json:"failed"`
-		Statuses map[string]int `json:"statuses"`
-		Timeline []struct {
-			T    float64 `json:"t_ms"`
-			OK   float64 `json:"ok"`
-			Fail float64 `json:"fail"`
-		} `json:"timeline"`
-		Failover *struct {
-			Affected    int     `json:"affected_users"`
-			Recovered   int     `json:"recovered_users"`
-			RecoveryMax float64 `json:"recovery_max_ms"`
-			RecoveryP50 float64 `json:"recovery_p50_ms"`
-			FailedAfter int64   `json:"failed_after"`
-			Window      float64 `json:"window_ms"`
-		} `json:"failover"`
-		Verify *struct {
-			Users        int   `json:"users"`
-			Unreadable   int   `json:"unreadable"`
-			AckedWrites  int64 `json:"acked_writes"`
-			LostWrites   int64 `json:"lost_writes"`
-			SessionsLost int   `json:"sessions_lost"`
-		} `json:"verify"`
-	} `json:"load"`
+	loadreport.Report
 	file string
 }
 
@@ -163,6 +95,9 @@ func report(in, md, svgDir, script, elapsed string) error {
 		r := &run{file: filepath.Base(fn)}
 		if err := json.Unmarshal(b, r); err != nil {
 			return fmt.Errorf("%s: %w", fn, err)
+		}
+		if r.Load == nil {
+			return fmt.Errorf("%s: no load section: not a bench/load report", fn)
 		}
 		all = append(all, r)
 		g := groups[r.Label]
@@ -704,8 +639,8 @@ func (p *page) failoverChart() []byte {
 				continue
 			}
 			tl.T = append(tl.T, t)
-			tl.OK = append(tl.OK, b.OK)
-			tl.Fail = append(tl.Fail, b.Fail)
+			tl.OK = append(tl.OK, float64(b.OK))
+			tl.Fail = append(tl.Fail, float64(b.Fail))
 		}
 		tl.Title = describe(r) + ", " + fmt.Sprint(r.Nodes) + " nodes"
 		if v := r.Load.Verify; v != nil {
