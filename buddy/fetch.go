@@ -259,7 +259,7 @@ func (n *Node) ask(ctx context.Context, pid, id string) (c *core.Change, redirec
 func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 	id := string(payload)
 	if len(id) == 0 || len(id) > MaxIDLen {
-		return nil, &rejection{400, RejectMalformed, fmt.Errorf("%w: fetch of a %d-byte ID", ErrMalformed, len(id))}
+		return nil, malformed(fmt.Errorf("%w: fetch of a %d-byte ID", ErrMalformed, len(id)))
 	}
 	var c *core.Change
 	n.handoff.Lock() // not while promote moves this session from backup to owned
@@ -399,7 +399,7 @@ const (
 // onTransfer handles a drain handover or a release from an owner.
 func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
 	if len(payload) != 1 {
-		return nil, &rejection{400, RejectMalformed, fmt.Errorf("%w: transfer payload", ErrMalformed)}
+		return nil, malformed(fmt.Errorf("%w: transfer payload", ErrMalformed))
 	}
 	switch payload[0] {
 	case opDrop:
@@ -417,7 +417,7 @@ func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
 		}
 		return binary.AppendUvarint(nil, uint64(k)), nil
 	}
-	return nil, &rejection{400, RejectMalformed, fmt.Errorf("%w: transfer op %d", ErrMalformed, payload[0])}
+	return nil, malformed(fmt.Errorf("%w: transfer op %d", ErrMalformed, payload[0]))
 }
 
 // promoteOne turns the backup copy of id from owner into a session this

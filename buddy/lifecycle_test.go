@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/tandemsession/tandem/core"
-	"github.com/tandemsession/tandem/internal/faultnet"
 )
 
 // readAll returns the session's attributes as the member serves them.
@@ -224,7 +223,6 @@ func TestPartitionHealNoStaleRead(t *testing.T) {
 	w.write(n1, "v", "3")
 	w.check(t, n2)
 	w.check(t, ms[2])
-	_ = faultnet.OK
 }
 
 func TestUserBouncedBetweenNodesKeepsWrites(t *testing.T) {

@@ -81,7 +81,7 @@ func decodePing(b []byte) (incarnation uint64, draining bool, err error) {
 func (n *Node) onPing(from string, payload []byte) ([]byte, error) {
 	inc, draining, err := decodePing(payload)
 	if err != nil {
-		return nil, &rejection{400, RejectMalformed, err}
+		return nil, malformed(err)
 	}
 	n.observe(from, inc, draining, true)
 	return appendPing(nil, n.incarnation, n.draining.Load()), nil

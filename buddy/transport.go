@@ -49,6 +49,11 @@ type rejection struct {
 	err    error
 }
 
+// malformed rejects a payload that cannot be parsed.
+func malformed(err error) *rejection {
+	return &rejection{http.StatusBadRequest, RejectMalformed, err}
+}
+
 func (r *rejection) Error() string { return fmt.Sprintf("%s: %v", r.reason, r.err) }
 
 // endpoint wraps a handler of opened payloads: it bounds and opens the

@@ -146,7 +146,10 @@ func (m *Manager) Load(r *http.Request) *Session {
 	s.route = Route{Owner: p.owner, Backup: p.backup, Unsaved: p.unsaved}
 	now := m.now()
 	rec, ok := m.store.get(p.id, now)
-	self := m.location().Owner
+	var self string
+	if m.locator != nil {
+		self = m.location().Owner
+	}
 	if m.fetcher != nil && (!ok || p.owner != "" && p.owner != self) && !(p.unsaved && p.owner == self) {
 		// Not here, or the cookie names another owner: a newer copy may
 		// live elsewhere.

@@ -81,4 +81,3 @@ type Machine struct {
 	Go      string  `json:"go"`
 	LoadAvg string  `json:"loadavg_at_start"`
 }
-
