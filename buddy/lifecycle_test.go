@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tandemsession/tandem/core"
+	"github.com/tandemsession/tandem/internal/faultnet"
 )
 
 // readAll returns the session's attributes as the member serves them.
@@ -296,4 +297,34 @@ func TestFailoverBeforeDetection(t *testing.T) {
 		t.Fatal("death detected already; the test needs it undetected")
 	}
 	w.check(t, n3)
+}
+
+// A drain whose buddy stops answering hands the sessions to the next node.
+func TestShutdownFallsBackToNextBuddy(t *testing.T) {
+	ms, fn := faultyCluster(t, 3, func(c *Config) {
+		fastTimers(c)
+		c.ReplicationTimeout, c.SuspectAfter, c.DeadAfter = 200*time.Millisecond, time.Minute, time.Minute
+	})
+	n1, n3 := ms[0], ms[2]
+	var ws []*writer
+	for i := range 5 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		w.write(n1, "k", fmt.Sprint(i))
+		ws = append(ws, w)
+	}
+	fn.Set("n1", "n2", faultnet.Stall) // n1's buddy stops answering n1
+	defer fn.Heal()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := n1.node.Shutdown(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	n1.mgr.Close()
+	n1.gone.Store(true)
+	if got := n3.mgr.Len(); got < 5 {
+		t.Fatalf("n3 owns %d sessions after the drain, want the 5 of n1", got)
+	}
+	for _, w := range ws {
+		w.check(t, n3)
+	}
 }

@@ -143,3 +143,41 @@ func TestReplicationFailureAnswers503(t *testing.T) {
 		t.Fatalf("code %d", rec.Code)
 	}
 }
+
+// A session another node took over while a request ran here: the request's
+// changes are refused (503), not silently dropped.
+func TestCommitAfterSurrenderFailsMoved(t *testing.T) {
+	m, _ := newManager(t, nil)
+	var id string
+	c := newClient(t, m, func(w http.ResponseWriter, r *http.Request) {
+		s := FromContext(r.Context())
+		if r.URL.Path == "/race" {
+			if _, ok := m.Surrender(s.ID()); !ok {
+				t.Error("nothing to surrender")
+			}
+		}
+		_ = s.Set("k", r.URL.Path)
+		id = s.ID()
+	})
+	c.do("/init")
+	if rec := c.do("/race"); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("code %d, want 503", rec.Code)
+	}
+	if _, ok := m.Snapshot(id); ok {
+		t.Fatal("the surrendered session is still here")
+	}
+}
+
+func TestDrainRefusesNewSessionsOnly(t *testing.T) {
+	m, _ := newManager(t, nil)
+	old, _ := sessionClient(t, m)
+	old.do("/set")
+	m.Drain()
+	if rec := old.do("/set"); rec.Code != http.StatusOK {
+		t.Fatalf("existing session refused while draining: %d", rec.Code)
+	}
+	fresh, _ := sessionClient(t, m)
+	if rec := fresh.do("/set"); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("new session while draining: %d, want 503", rec.Code)
+	}
+}
