@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/tandemsession/tandem/bench/internal/inproc"
 	"github.com/tandemsession/tandem/bench/internal/leanhttp"
 	"github.com/tandemsession/tandem/bench/internal/loadgen"
+	"github.com/tandemsession/tandem/buddy"
 	"github.com/tandemsession/tandem/compress"
 	"github.com/tandemsession/tandem/internal/nodeapp"
 )
@@ -35,9 +37,36 @@ func sampleSession(tb testing.TB, size int) []loadgen.Attr {
 	return loadgen.SizedSession(sample, size)
 }
 
+// buddyTuning reads the buddy settings the benchmarks may be told to try:
+// TANDEM_BENCH_CODEC (a compress codec name) and TANDEM_BENCH_LINGER (an
+// AsyncLinger duration). Unset, the nodes run buddy's defaults.
+func buddyTuning(tb testing.TB) func(*buddy.Config) {
+	tb.Helper()
+	codec := os.Getenv("TANDEM_BENCH_CODEC")
+	linger := os.Getenv("TANDEM_BENCH_LINGER")
+	if codec == "" && linger == "" {
+		return nil
+	}
+	var d time.Duration
+	if linger != "" {
+		var err error
+		if d, err = time.ParseDuration(linger); err != nil {
+			tb.Fatalf("TANDEM_BENCH_LINGER: %v", err)
+		}
+	}
+	return func(c *buddy.Config) {
+		if codec != "" {
+			c.Compression.Codec = codec
+		}
+		if linger != "" {
+			c.AsyncLinger = d
+		}
+	}
+}
+
 func startCluster(tb testing.TB, mode inproc.Mode) *inproc.Cluster {
 	tb.Helper()
-	c, err := inproc.Start(2, mode, nil)
+	c, err := inproc.Start(2, mode, buddyTuning(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -117,6 +146,9 @@ func BenchmarkReplication(b *testing.B) {
 					d := stats(b, c).Sub(before)
 					if res.Writes > 0 {
 						b.ReportMetric(float64(d.BytesWire)/float64(res.Writes), "wire-B/write")
+					}
+					if d.Batches > 0 {
+						b.ReportMetric(float64(d.Records)/float64(d.Batches), "records/batch")
 					}
 				}
 			})
@@ -284,13 +316,19 @@ func TestReplicationHarness(t *testing.T) {
 // TestReplicationTable is BenchmarkReplication as a table: for each
 // concurrency, the three variants run back to back for a fixed time, in
 // interleaved rounds, and the test prints the mean req/s, p50 and p99 of
-// each variant and its ratio to replication off. Interleaving spreads the
-// noise of a shared machine over all variants alike. It runs only when
+// each variant, its ratio to replication off, and the process's CPU time
+// per request (nodes and clients together: on a CPU-bound machine the
+// ratio of req/s follows it, and it moves less with the machine's other
+// load). Interleaving spreads the noise of a shared machine over all
+// variants alike. It runs only when
 // TANDEM_BENCH_TABLE is set to the number of rounds:
 //
 //	TANDEM_BENCH_TABLE=3 go test -run ReplicationTable -v ./bench/
 //
-// TANDEM_BENCH_DURATION sets the time per variant and round (default 2s).
+// TANDEM_BENCH_DURATION sets the time per variant and round (default 2s),
+// TANDEM_BENCH_CLIENTS the concurrencies (default 1,16,64), and
+// TANDEM_BENCH_CODEC and TANDEM_BENCH_LINGER the buddy's codec and
+// AsyncLinger (default: buddy's defaults).
 func TestReplicationTable(t *testing.T) {
 	rounds, _ := strconv.Atoi(os.Getenv("TANDEM_BENCH_TABLE"))
 	if rounds <= 0 {
@@ -305,8 +343,18 @@ func TestReplicationTable(t *testing.T) {
 	for _, m := range modes {
 		clusters[m] = startCluster(t, m)
 	}
-	type cell struct{ rps, p50, p99, wire float64 }
+	type cell struct{ rps, p50, p99, wire, cpu float64 }
 	concurrency := []int{1, 16, 64}
+	if v := os.Getenv("TANDEM_BENCH_CLIENTS"); v != "" {
+		concurrency = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				t.Fatalf("TANDEM_BENCH_CLIENTS=%q: want a comma-separated list of client counts", v)
+			}
+			concurrency = append(concurrency, n)
+		}
+	}
 	sums := map[int]map[inproc.Mode]*cell{}
 	for _, c := range concurrency {
 		sums[c] = map[inproc.Mode]*cell{}
@@ -319,9 +367,11 @@ func TestReplicationTable(t *testing.T) {
 			for _, m := range modes {
 				c := clusters[m]
 				var before inproc.Repl
+				var cpu0, cpu1 time.Duration
 				res, err := loadgen.Run(target(c), loadgen.Options{
 					Clients: clients, Duration: dur, Warmup: 300 * time.Millisecond, WriteRatio: 1, Session: session,
-					OnMeasure: func() { before = stats(t, c) },
+					OnMeasure: func() { before, cpu0 = stats(t, c), processCPU(t) },
+					OnDone:    func() { cpu1 = processCPU(t) },
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -333,6 +383,9 @@ func TestReplicationTable(t *testing.T) {
 				s.rps += res.RPS / float64(rounds)
 				s.p50 += res.P50 / float64(rounds)
 				s.p99 += res.P99 / float64(rounds)
+				if res.OK > 0 {
+					s.cpu += float64((cpu1 - cpu0).Microseconds()) / float64(res.OK) / float64(rounds)
+				}
 				if m != inproc.Off && res.Writes > 0 {
 					if err := c.Settle(10 * time.Second); err != nil {
 						t.Fatal(err)
@@ -346,7 +399,7 @@ func TestReplicationTable(t *testing.T) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n2 nodes in one process, 4 KiB sessions, every request writes one small attribute; %d rounds of %v, means\n", rounds, dur)
-	fmt.Fprintf(&b, "%-8s %-6s %9s %9s %9s %9s %10s\n", "clients", "mode", "req/s", "vs off", "p50 us", "p99 us", "wire B/wr")
+	fmt.Fprintf(&b, "%-8s %-6s %9s %9s %9s %9s %10s %10s\n", "clients", "mode", "req/s", "vs off", "p50 us", "p99 us", "wire B/wr", "CPU us/req")
 	for _, clients := range concurrency {
 		off := sums[clients][inproc.Off].rps
 		for _, m := range modes {
@@ -355,8 +408,19 @@ func TestReplicationTable(t *testing.T) {
 			if m != inproc.Off {
 				wire = fmt.Sprintf("%.1f", s.wire)
 			}
-			fmt.Fprintf(&b, "%-8d %-6s %9.0f %8.0f%% %9.0f %9.0f %10s\n", clients, m, s.rps, 100*s.rps/off, s.p50, s.p99, wire)
+			fmt.Fprintf(&b, "%-8d %-6s %9.0f %8.0f%% %9.0f %9.0f %10s %10.1f\n", clients, m, s.rps, 100*s.rps/off, s.p50, s.p99, wire, s.cpu)
 		}
 	}
 	t.Log(b.String())
+}
+
+// processCPU returns the CPU time (user and system) this process has used:
+// nodes and clients together, as they share the process.
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

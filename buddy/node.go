@@ -39,6 +39,7 @@ type Node struct {
 	log     *slog.Logger
 	sealer  *Sealer
 	comp    *compress.Compressor
+	bufs    bufPool
 	view    view
 	windows windowSet
 	seq     atomic.Uint64

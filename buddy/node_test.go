@@ -3,10 +3,12 @@ package buddy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tandemsession/tandem/compress"
 	"github.com/tandemsession/tandem/internal/faultnet"
 )
 
@@ -169,5 +171,53 @@ func TestFlushHonoursContext(t *testing.T) {
 	defer cancel()
 	if err := a.node.Flush(ctx); err == nil {
 		t.Fatal("Flush returned with the buddy unreachable")
+	}
+}
+
+// Nodes may send with different codecs (a LAN default next to a WAN
+// preset): each decodes whatever the other sends.
+func TestMixedCodecsInteroperate(t *testing.T) {
+	ms := cluster(t, 2, func(c *Config) {
+		if c.ID == "n2" {
+			c.Compression.Codec = compress.NameZstdFastest
+		}
+	})
+	a, b := ms[0], ms[1]
+	big := strings.Repeat("compressible+", 200) // above compress's MinSize
+	for _, pair := range [][2]*member{{a, b}, {b, a}} {
+		owner, backup := pair[0], pair[1]
+		u := &browser{t: t}
+		u.do(owner, "/set?k="+big)
+		u.do(owner, "/set?n=1")
+		sameCopy(t, owner, backup, u.id)
+	}
+	if c := a.node.cfg.Compression.Codec; c != DefaultCodec {
+		t.Fatalf("n1 sends with %q, want the default %q", c, DefaultCodec)
+	}
+	for _, m := range ms {
+		if st := m.node.Stats(); st.BytesWire*4 > st.BytesRaw {
+			t.Fatalf("%s: %d wire bytes for %d raw: not compressed", m.node.ID(), st.BytesWire, st.BytesRaw)
+		}
+	}
+}
+
+// A zero Config gets the LAN preset's values.
+func TestZeroConfigIsLANPreset(t *testing.T) {
+	base := Config{ID: "n1", ListenAddr: "127.0.0.1:0", ClusterKeys: [][]byte{testClusterKey}}
+	zero, err := base.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan := DefaultLANConfig()
+	lan.ID, lan.ListenAddr, lan.ClusterKeys = base.ID, base.ListenAddr, base.ClusterKeys
+	if lan, err = lan.withDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if zero.Compression.Codec != lan.Compression.Codec || zero.PingInterval != lan.PingInterval ||
+		zero.DeadAfter != lan.DeadAfter || zero.ReplicationTimeout != lan.ReplicationTimeout {
+		t.Fatalf("zero config %+v differs from the LAN preset %+v", zero, lan)
+	}
+	if wan := DefaultWANConfig(); wan.Compression.Codec != compress.NameZstdFastest {
+		t.Fatalf("WAN preset codec %q", wan.Compression.Codec)
 	}
 }

@@ -23,6 +23,31 @@ type batch struct {
 	done   chan struct{}
 	err    error
 	resync bool // full copies from the resync set (state transfer)
+
+	// One timer per batch, not per waiting commit, bounds the waits: it
+	// starts with the first Wait and is stopped once the batch is done.
+	expiryOnce sync.Once
+	expired    chan struct{}
+	timer      *time.Timer
+}
+
+// expiry returns a channel closed d after the first call.
+func (b *batch) expiry(d time.Duration) <-chan struct{} {
+	b.expiryOnce.Do(func() {
+		b.expired = make(chan struct{})
+		b.timer = time.AfterFunc(d, func() { close(b.expired) })
+	})
+	return b.expired
+}
+
+// finish releases the batch's waiters with err.
+func (b *batch) finish(err error) {
+	b.err = err
+	close(b.done)
+	b.expiryOnce.Do(func() {}) // no timer starts after this
+	if b.timer != nil {
+		b.timer.Stop()
+	}
 }
 
 // sender ships records to the buddy: one batch in flight at a time, so the
@@ -126,7 +151,7 @@ func (s *sender) take() (*batch, Peer, []string) {
 	if s.to.ID == "" {
 		// Alone: nothing to send to; release the waiters.
 		for _, b := range s.q {
-			close(b.done)
+			b.finish(nil)
 		}
 		s.q, s.size = nil, 0
 		clear(s.resync)
@@ -225,8 +250,7 @@ func (s *sender) run(stop <-chan struct{}) {
 			s.mu.Lock()
 			s.inflight = nil
 			s.mu.Unlock()
-			b.err = err
-			close(b.done)
+			b.finish(err)
 			if err == nil {
 				backoff = 0
 				if b.resync {
@@ -305,8 +329,7 @@ func (s *sender) failAll(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, b := range s.q {
-		b.err = err
-		close(b.done)
+		b.finish(err)
 	}
 	s.q, s.size = nil, 0
 }
@@ -354,15 +377,11 @@ func (a *ack) Wait(ctx context.Context) error {
 	if a.b == nil {
 		err = errQueueFull
 	} else {
-		t := time.NewTimer(a.n.cfg.ReplicationTimeout)
-		defer t.Stop()
 		select {
-		case <-a.b.done:
+		case <-a.b.done: // acknowledged already: no timer needed
 			err = a.b.err
-		case <-t.C:
-			err = fmt.Errorf("buddy: no acknowledgement within %v", a.n.cfg.ReplicationTimeout)
-		case <-ctx.Done():
-			err = ctx.Err()
+		default:
+			err = a.wait(ctx)
 		}
 	}
 	if err == nil {
@@ -375,4 +394,18 @@ func (a *ack) Wait(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", core.ErrReplication, err)
+}
+
+// wait blocks until the batch is done, its ReplicationTimeout has passed or
+// ctx ends. The timeout is the batch's, shared by its commits, so it counts
+// from the first of them that waited.
+func (a *ack) wait(ctx context.Context) error {
+	select {
+	case <-a.b.done:
+		return a.b.err
+	case <-a.b.expiry(a.n.cfg.ReplicationTimeout):
+		return fmt.Errorf("buddy: no acknowledgement within %v", a.n.cfg.ReplicationTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

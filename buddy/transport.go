@@ -64,7 +64,11 @@ func (n *Node) endpoint(typ MsgType, handle func(from string, payload []byte) ([
 			n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(n.cfg.MaxBodySize)))
+		bodyBuf, plainBuf := n.bufs.get(), n.bufs.get()
+		defer n.bufs.put(bodyBuf)
+		defer n.bufs.put(plainBuf)
+		body, err := appendBody((*bodyBuf)[:0], http.MaxBytesReader(w, r.Body, int64(n.cfg.MaxBodySize)), r.ContentLength)
+		*bodyBuf = body
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -75,7 +79,8 @@ func (n *Node) endpoint(typ MsgType, handle func(from string, payload []byte) ([
 			return
 		}
 		n.stats.bytesReceived.Add(uint64(len(body)))
-		h, payload, err := n.sealer.Open(nil, body)
+		h, payload, err := n.sealer.Open((*plainBuf)[:0], body)
+		*plainBuf = payload
 		if rej := openRejection(err); rej != nil {
 			n.reject(w, rej)
 			return
@@ -103,7 +108,8 @@ func (n *Node) endpoint(typ MsgType, handle func(from string, payload []byte) ([
 			return
 		}
 		w.Header().Set("Content-Type", contentType)
-		_, _ = w.Write(n.sealer.Seal(nil, h.From, replyType[typ], h.Seq, reply))
+		*bodyBuf = n.sealer.Seal(body[:0], h.From, replyType[typ], h.Seq, reply) // the body is spent
+		_, _ = w.Write(*bodyBuf)
 	})
 }
 
@@ -128,7 +134,10 @@ func (n *Node) reject(w http.ResponseWriter, rej *rejection) {
 
 // decodeBatch decompresses and decodes a batch payload.
 func (n *Node) decodeBatch(payload []byte) ([]Record, error) {
-	raw, err := n.comp.Decode(nil, payload, n.cfg.MaxDecodedSize)
+	buf := n.bufs.get()
+	defer n.bufs.put(buf)
+	raw, err := n.comp.Decode((*buf)[:0], payload, n.cfg.MaxDecodedSize)
+	*buf = raw
 	if errors.Is(err, compress.ErrTooLarge) {
 		return nil, &rejection{http.StatusRequestEntityTooLarge, RejectBomb, err}
 	}
@@ -171,8 +180,12 @@ func (n *Node) onBatch(from string, payload []byte) ([]byte, error) {
 // sendBatch encodes, compresses, seals and posts recs to peer. It returns
 // the reply and the raw and wire sizes.
 func (n *Node) sendBatch(to Peer, recs []Record) (reply BatchReply, raw, wire int, err error) {
-	enc := AppendBatch(nil, recs)
-	payload := n.comp.Encode(nil, enc)
+	encBuf, payloadBuf := n.bufs.get(), n.bufs.get()
+	defer n.bufs.put(encBuf)
+	defer n.bufs.put(payloadBuf)
+	enc := AppendBatch((*encBuf)[:0], recs)
+	payload := n.comp.Encode((*payloadBuf)[:0], enc)
+	*encBuf, *payloadBuf = enc, payload
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
 	defer cancel()
 	out, wire, err := n.call(ctx, to, pathBatch, MsgBatch, payload)
@@ -183,7 +196,8 @@ func (n *Node) sendBatch(to Peer, recs []Record) (reply BatchReply, raw, wire in
 	return reply, len(enc), wire, err
 }
 
-// call seals payload for peer, posts it and opens the reply.
+// call seals payload for peer, posts it and opens the reply. The sealed
+// body is not pooled: the transport may still read it after Do returns.
 func (n *Node) call(ctx context.Context, to Peer, path string, typ MsgType, payload []byte) ([]byte, int, error) {
 	seq := n.seq.Add(1)
 	body := n.sealer.Seal(nil, to.ID, typ, seq, payload)

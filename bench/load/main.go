@@ -102,7 +102,7 @@ func run() int {
 	var o options
 	flag.IntVar(&o.nodes, "nodes", 3, "number of application nodes (1 to 9)")
 	flag.StringVar(&o.mode, "mode", "sync", "tandem replication: off, async or sync")
-	flag.StringVar(&o.codec, "codec", "", "tandem replication codec: none, s2, zstd-fastest, zstd, zstd-better (default zstd-fastest)")
+	flag.StringVar(&o.codec, "codec", "", "tandem replication codec: none, s2, zstd-fastest, zstd, zstd-better (default s2, buddy.DefaultCodec)")
 	flag.IntVar(&o.batch, "batch", 0, "tandem MaxBatchRecords (0: the default, 1024)")
 	flag.IntVar(&o.clients, "clients", 64, "concurrent virtual users, one session and one request at a time each")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured phase (a bound: -requests may end it first)")

@@ -23,6 +23,9 @@ type proc struct {
 	log  *tailBuffer
 	done chan struct{}
 	err  error
+	// mu guards cpuAtKill and killed: a kill event runs beside the
+	// readings of the load run.
+	mu sync.Mutex
 	// cpuAtKill is the last CPU reading before a kill.
 	cpuAtKill time.Duration
 	killed    bool
@@ -98,8 +101,10 @@ func (p *proc) kill() {
 	if p.exited() {
 		return
 	}
-	p.cpuAtKill, _ = procCPU(p.pid())
-	p.killed = true
+	cpu, _ := procCPU(p.pid())
+	p.mu.Lock()
+	p.cpuAtKill, p.killed = cpu, true
+	p.mu.Unlock()
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 }
@@ -121,12 +126,15 @@ func (p *proc) stop(grace time.Duration) {
 // cpu returns the process's CPU time (user and system) so far, or the
 // reading taken just before it was killed.
 func (p *proc) cpu() time.Duration {
-	if p.killed || p.exited() {
-		return p.cpuAtKill
+	p.mu.Lock()
+	atKill, killed := p.cpuAtKill, p.killed
+	p.mu.Unlock()
+	if killed || p.exited() {
+		return atKill
 	}
 	d, err := procCPU(p.pid())
 	if err != nil {
-		return p.cpuAtKill
+		return atKill
 	}
 	return d
 }

@@ -158,8 +158,8 @@ func tune(ctx context.Context, o options) error {
 	fmt.Fprintln(w, "\ncodec (sync, MaxBatchRecords 1024):")
 	codecs, err := sweep([]tuneConfig{
 		{name: "none", codec: compress.NameNone, mode: inproc.Sync},
-		{name: "s2", codec: compress.NameS2, mode: inproc.Sync},
-		{name: "zstd-fastest (default)", codec: compress.NameZstdFastest, mode: inproc.Sync},
+		{name: "s2 (default)", codec: compress.NameS2, mode: inproc.Sync},
+		{name: "zstd-fastest", codec: compress.NameZstdFastest, mode: inproc.Sync},
 		{name: "zstd", codec: compress.NameZstd, mode: inproc.Sync},
 		{name: "zstd-fastest + dictionary", codec: compress.NameZstdFastest, dict: true, mode: inproc.Sync},
 	})
@@ -323,12 +323,12 @@ func recommend(w io.Writer, codecs []tuneResult, best tuneResult, batches []tune
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	var def tuneResult
 	for _, r := range codecs {
-		if r.codec == compress.NameZstdFastest && !r.dict {
+		if r.codec == buddy.DefaultCodec && !r.dict {
 			def = r
 		}
 	}
-	reason := fmt.Sprintf("%.0f wire B/write, %+.0f%% vs the default zstd-fastest, at %s",
-		best.wirePerWrite, pct(best.wirePerWrite, def.wirePerWrite), throughputDiff(best, def))
+	reason := fmt.Sprintf("%.0f wire B/write, %+.0f%% vs the default %s, at %s",
+		best.wirePerWrite, pct(best.wirePerWrite, def.wirePerWrite), buddy.DefaultCodec, throughputDiff(best, def))
 	if best.codec == def.codec && best.dict == def.dict {
 		reason = fmt.Sprintf("%.0f wire B/write; no codec with a throughput within the noise of the best sends fewer bytes", best.wirePerWrite)
 	}
