@@ -152,6 +152,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// streamIdle overrides how long a batch stream may idle (tests).
+	streamIdle time.Duration
 }
 
 // DefaultCodec is the codec a Config without Compression.Codec sends
@@ -296,6 +299,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.streamIdle == 0 {
+		cfg.streamIdle = streamIdle
 	}
 	return cfg, nil
 }

@@ -102,7 +102,9 @@ func (n *Node) handOver(ctx context.Context, to Peer) error {
 		n.handingOver.Store(false)
 		return err
 	}
-	if _, _, err := n.call(ctx, to, pathTransfer, MsgTransfer, []byte{opPromote}); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, 4*n.cfg.ReplicationTimeout)
+	defer cancel()
+	if _, _, err := n.call(pctx, to, pathTransfer, MsgTransfer, []byte{opPromote}); err != nil {
 		n.handingOver.Store(false)
 		return fmt.Errorf("%s did not take the sessions over: %w", to.ID, err)
 	}

@@ -1,8 +1,13 @@
 package buddy
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -194,4 +199,66 @@ func wtReadSeed(file string) ([]byte, error) {
 	}
 	s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
 	return []byte(s), err
+}
+
+// FuzzStream feeds arbitrary request bodies to a node's batch stream
+// handler: it never panics, answers only well-formed reply frames, stops
+// after the first rejection, and applies nothing unless a frame was
+// accepted.
+func FuzzStream(f *testing.F) {
+	ms := cluster(f, 2, func(c *Config) { c.MaxBodySize = 4 << 10 })
+	b := ms[1].node
+	seq := uint64(1 << 40)
+	sealer, err := NewSealer("n1", [][]byte{testClusterKey})
+	if err != nil {
+		f.Fatal(err)
+	}
+	valid := func(recs []Record) []byte {
+		seq++
+		return streamFrame(sealer.Seal(nil, "n2", MsgBatch, seq, b.comp.Encode(nil, AppendBatch(nil, recs))))
+	}
+	f.Add(valid(wtSampleRecords()[:2]))
+	f.Add(append(valid(wtSampleRecords()[2:4]), valid(wtSampleRecords()[4:])...))
+	f.Add(binary.AppendUvarint(nil, 1<<20))
+	f.Add(append(binary.AppendUvarint(nil, 64), "truncated"...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := b.Stats().RecordsApplied
+		req := httptest.NewRequest(http.MethodPost, pathStream, bytes.NewReader(body))
+		req.ProtoMajor, req.ProtoMinor = 2, 0
+		rec := httptest.NewRecorder()
+		b.serveStream(rec, req)
+		out := bufio.NewReader(rec.Body)
+		accepted := false
+		for {
+			status, err := binary.ReadUvarint(out)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("reply frame status: %v", err)
+			}
+			size, err := binary.ReadUvarint(out)
+			if err != nil || size > 1<<20 {
+				t.Fatalf("reply frame length %d: %v", size, err)
+			}
+			if _, err := io.CopyN(io.Discard, out, int64(size)); err != nil {
+				t.Fatalf("reply frame body: %v", err)
+			}
+			if status == streamOK {
+				accepted = true
+				continue
+			}
+			if status < 400 || status > 599 {
+				t.Fatalf("reply status %d", status)
+			}
+			if _, err := out.ReadByte(); err != io.EOF {
+				t.Fatal("frames after a rejection")
+			}
+			break
+		}
+		if !accepted && b.Stats().RecordsApplied != before {
+			t.Fatal("records applied without an accepted frame")
+		}
+	})
 }

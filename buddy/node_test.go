@@ -221,3 +221,24 @@ func TestZeroConfigIsLANPreset(t *testing.T) {
 		t.Fatalf("WAN preset codec %q", wan.Compression.Codec)
 	}
 }
+
+// The buddy ends a stream that stayed idle; the next batch goes out on a
+// new one without failing the commit that sent it.
+func TestIdleStreamIsReopened(t *testing.T) {
+	ms := cluster(t, 2, func(c *Config) {
+		c.streamIdle = 100 * time.Millisecond
+		c.OnReplicationError = Fail
+	})
+	a, b := ms[0], ms[1]
+	u := &browser{t: t}
+	u.do(a, "/set?k=1")
+	sameCopy(t, a, b, u.id)
+	time.Sleep(400 * time.Millisecond) // the buddy ends the idle stream
+	if rec := u.do(a, "/set?k=2"); rec.Code != 200 {
+		t.Fatalf("write after an idle stream: %d %s", rec.Code, rec.Body)
+	}
+	sameCopy(t, a, b, u.id)
+	if st := a.node.Stats(); st.SendErrors != 0 || st.Degraded != 0 {
+		t.Fatalf("send errors %d, degraded %d", st.SendErrors, st.Degraded)
+	}
+}

@@ -67,6 +67,30 @@ type sender struct {
 	// generation counts buddy changes, so a transfer knows whether the
 	// buddy it filled is still the buddy.
 	generation uint64
+	// stream carries the batches; only the run goroutine touches it.
+	stream *batchStream
+}
+
+// streamTo returns the batch stream to peer to, opening it (and closing
+// one to another peer) when needed.
+func (s *sender) streamTo(to Peer) (*batchStream, error) {
+	if s.stream != nil && s.stream.to == to {
+		return s.stream, nil
+	}
+	s.closeStream()
+	st, err := s.n.openStream(to)
+	if err != nil {
+		return nil, err
+	}
+	s.stream = st
+	return st, nil
+}
+
+func (s *sender) closeStream() {
+	if s.stream != nil {
+		s.stream.close()
+		s.stream = nil
+	}
 }
 
 func newSender(n *Node) *sender {
@@ -231,6 +255,7 @@ func (s *sender) flush(ctx context.Context) error {
 
 // run sends batches until stop is closed.
 func (s *sender) run(stop <-chan struct{}) {
+	defer s.closeStream()
 	backoff := time.Duration(0)
 	for {
 		select {
@@ -247,6 +272,11 @@ func (s *sender) run(stop <-chan struct{}) {
 			}
 			sent := time.Now()
 			raw, err := s.send(to, b)
+			if err != nil {
+				// Before the batch is done: a flush waiting on it must
+				// find its sessions in the resync set.
+				s.markResync(b)
+			}
 			s.mu.Lock()
 			s.inflight = nil
 			s.mu.Unlock()
@@ -260,7 +290,6 @@ func (s *sender) run(stop <-chan struct{}) {
 				}
 				continue
 			}
-			s.markResync(b)
 			s.n.log.Warn("buddy: replication to buddy failed", "buddy", to.ID, "records", len(b.recs), "err", err)
 			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
 			select {
@@ -342,7 +371,7 @@ func (s *sender) send(to Peer, b *batch) (int, error) {
 	total := 0
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		reply, raw, wire, err := n.sendBatch(to, recs)
+		reply, raw, wire, err := s.sendBatch(to, recs)
 		total += raw
 		if err != nil {
 			n.stats.sendErrors.Add(1)

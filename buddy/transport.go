@@ -3,6 +3,7 @@ package buddy
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,14 +12,15 @@ import (
 	"github.com/tandemsession/tandem/compress"
 )
 
-// Paths of the replication endpoints. Every request body is one sealed
-// envelope; every 200 response body is one sealed reply. See PROTOCOL.md.
+// Paths of the replication endpoints. Batches travel on the stream (see
+// stream.go); on the others every request body is one sealed envelope and
+// every 200 response body is one sealed reply. See PROTOCOL.md.
 const (
-	pathBatch    = "/tandem/v1/batch"
 	pathFetch    = "/tandem/v1/fetch"
 	pathPing     = "/tandem/v1/ping"
 	pathTransfer = "/tandem/v1/transfer"
 	pathLeave    = "/tandem/v1/leave"
+	pathStream   = "/tandem/v1/stream"
 )
 
 const contentType = "application/x-tandem"
@@ -34,11 +36,11 @@ var replyType = map[MsgType]MsgType{
 
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(pathBatch, n.endpoint(MsgBatch, n.onBatch))
 	mux.Handle(pathFetch, n.endpoint(MsgFetch, n.onFetch))
 	mux.Handle(pathPing, n.endpoint(MsgPing, n.onPing))
 	mux.Handle(pathTransfer, n.endpoint(MsgTransfer, n.onTransfer))
 	mux.Handle(pathLeave, n.endpoint(MsgLeave, n.onLeave))
+	mux.HandleFunc(pathStream, n.serveStream)
 	return mux
 }
 
@@ -56,9 +58,13 @@ func malformed(err error) *rejection {
 
 func (r *rejection) Error() string { return fmt.Sprintf("%s: %v", r.reason, r.err) }
 
+// handler handles the opened payload of one request from a peer and
+// returns the reply payload.
+type handler func(from string, payload []byte) ([]byte, error)
+
 // endpoint wraps a handler of opened payloads: it bounds and opens the
 // request, authenticates the sender, rejects replays, and seals the reply.
-func (n *Node) endpoint(typ MsgType, handle func(from string, payload []byte) ([]byte, error)) http.Handler {
+func (n *Node) endpoint(typ MsgType, handle handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.ProtoMajor != 2 {
 			n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
@@ -78,39 +84,47 @@ func (n *Node) endpoint(typ MsgType, handle func(from string, payload []byte) ([
 			}
 			return
 		}
-		n.stats.bytesReceived.Add(uint64(len(body)))
-		h, payload, err := n.sealer.Open((*plainBuf)[:0], body)
-		*plainBuf = payload
-		if rej := openRejection(err); rej != nil {
+		// The body is spent once opened: the sealed reply reuses it.
+		reply, rej := n.serve(typ, handle, body, plainBuf, body[:0])
+		if rej != nil {
 			n.reject(w, rej)
 			return
 		}
-		if h.Type != typ {
-			n.reject(w, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("message type %d on %s", h.Type, r.URL.Path)})
-			return
-		}
-		win, known := n.windows.get(h.From)
-		if !known {
-			n.reject(w, &rejection{http.StatusForbidden, RejectUnknown, fmt.Errorf("%w: %q", ErrUnknownNode, h.From)})
-			return
-		}
-		if !win.Accept(h.Seq) {
-			n.reject(w, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d", ErrReplay, h.From, h.Seq)})
-			return
-		}
-		reply, err := handle(h.From, payload)
-		if err != nil {
-			var rej *rejection
-			if !errors.As(err, &rej) {
-				rej = &rejection{http.StatusInternalServerError, "internal", err}
-			}
-			n.reject(w, rej)
-			return
-		}
+		*bodyBuf = reply
 		w.Header().Set("Content-Type", contentType)
-		*bodyBuf = n.sealer.Seal(body[:0], h.From, replyType[typ], h.Seq, reply) // the body is spent
-		_, _ = w.Write(*bodyBuf)
+		_, _ = w.Write(reply)
 	})
+}
+
+// serve opens one sealed request of type typ (into plain), authenticates
+// its sender, rejects replays, runs handle and appends the sealed reply to
+// dst.
+func (n *Node) serve(typ MsgType, handle handler, body []byte, plain *[]byte, dst []byte) ([]byte, *rejection) {
+	n.stats.bytesReceived.Add(uint64(len(body)))
+	h, payload, err := n.sealer.Open((*plain)[:0], body)
+	*plain = payload
+	if rej := openRejection(err); rej != nil {
+		return dst, rej
+	}
+	if h.Type != typ {
+		return dst, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("message type %v where %v belongs", h.Type, typ)}
+	}
+	win, known := n.windows.get(h.From)
+	if !known {
+		return dst, &rejection{http.StatusForbidden, RejectUnknown, fmt.Errorf("%w: %q", ErrUnknownNode, h.From)}
+	}
+	if !win.Accept(h.Seq) {
+		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d", ErrReplay, h.From, h.Seq)}
+	}
+	reply, err := handle(h.From, payload)
+	if err != nil {
+		var rej *rejection
+		if !errors.As(err, &rej) {
+			rej = &rejection{http.StatusInternalServerError, "internal", err}
+		}
+		return dst, rej
+	}
+	return n.sealer.Seal(dst, h.From, replyType[typ], h.Seq, reply), nil
 }
 
 func openRejection(err error) *rejection {
@@ -177,22 +191,50 @@ func (n *Node) onBatch(from string, payload []byte) ([]byte, error) {
 	return AppendReply(nil, reply), nil
 }
 
-// sendBatch encodes, compresses, seals and posts recs to peer. It returns
-// the reply and the raw and wire sizes.
-func (n *Node) sendBatch(to Peer, recs []Record) (reply BatchReply, raw, wire int, err error) {
-	encBuf, payloadBuf := n.bufs.get(), n.bufs.get()
+// sendBatch encodes, compresses and seals recs and sends them to peer on
+// the sender's batch stream. It returns the reply and the raw and wire
+// sizes.
+func (s *sender) sendBatch(to Peer, recs []Record) (reply BatchReply, raw, wire int, err error) {
+	n := s.n
+	encBuf, payloadBuf, frameBuf := n.bufs.get(), n.bufs.get(), n.bufs.get()
 	defer n.bufs.put(encBuf)
 	defer n.bufs.put(payloadBuf)
+	defer n.bufs.put(frameBuf)
 	enc := AppendBatch((*encBuf)[:0], recs)
 	payload := n.comp.Encode((*payloadBuf)[:0], enc)
 	*encBuf, *payloadBuf = enc, payload
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
-	defer cancel()
-	out, wire, err := n.call(ctx, to, pathBatch, MsgBatch, payload)
-	if err != nil {
-		return reply, len(enc), wire, err
+	wire = n.sealer.Overhead(to.ID) + len(payload)
+	var out []byte
+	var seq uint64
+	for {
+		st, err := s.streamTo(to)
+		if err != nil {
+			return reply, len(enc), 0, err
+		}
+		seq = n.seq.Add(1)
+		frame := binary.AppendUvarint((*frameBuf)[:0], uint64(wire))
+		frame = n.sealer.Seal(frame, to.ID, MsgBatch, seq, payload)
+		*frameBuf = frame
+		out, err = st.roundTrip(frame, n.cfg.MaxBodySize, n.cfg.ReplicationTimeout)
+		if err == nil {
+			break
+		}
+		s.closeStream()
+		if !st.used || errors.Is(err, errStreamTimeout) || errors.Is(err, errPeerRejected) {
+			return reply, len(enc), wire, err
+		}
+		// A stream that worked before may have been ended by the peer
+		// while idle: resend once on a new one. Resending is safe: a
+		// record the buddy already holds is ignored by version.
 	}
-	reply, err = DecodeReply(out, n.cfg.Limits)
+	h, plain, err := n.sealer.Open(nil, out)
+	if err != nil {
+		return reply, len(enc), wire, fmt.Errorf("buddy: reply from %s: %w", to.ID, err)
+	}
+	if h.From != to.ID || h.Seq != seq || h.Type != MsgBatchReply {
+		return reply, len(enc), wire, fmt.Errorf("buddy: reply from %s does not match the request: %w", to.ID, ErrAuth)
+	}
+	reply, err = DecodeReply(plain, n.cfg.Limits)
 	return reply, len(enc), wire, err
 }
 

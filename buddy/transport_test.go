@@ -1,6 +1,7 @@
 package buddy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
+	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -19,22 +23,62 @@ import (
 	"github.com/tandemsession/tandem/core"
 )
 
-// post sends body to n's batch endpoint over h2c and returns the status.
-func post(t *testing.T, addr string, body []byte) int {
-	t.Helper()
+// h2c returns an HTTP/2 client without TLS.
+func h2c() *http.Client {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
-	c := &http.Client{Transport: &http.Transport{Protocols: &p}}
+	return &http.Client{Transport: &http.Transport{Protocols: &p}}
+}
+
+// streamFrame frames an envelope as the sender does: uvarint length, bytes.
+func streamFrame(env []byte) []byte {
+	return append(binary.AppendUvarint(nil, uint64(len(env))), env...)
+}
+
+// postStream opens a batch stream to addr, sends body as the whole request
+// and returns the status of every reply frame until the stream ends.
+func postStream(t *testing.T, addr string, body []byte) []int {
+	t.Helper()
+	c := h2c()
 	defer c.CloseIdleConnections()
-	resp, err := c.Post("http://"+addr+pathBatch, contentType, bytes.NewReader(body))
+	resp, err := c.Post("http://"+addr+pathStream, contentType, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.ProtoMajor != 2 {
-		t.Fatalf("answered over HTTP/%d", resp.ProtoMajor)
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream answered %d over HTTP/%d", resp.StatusCode, resp.ProtoMajor)
 	}
-	return resp.StatusCode
+	br := bufio.NewReader(resp.Body)
+	var statuses []int
+	for {
+		status, err := binary.ReadUvarint(br)
+		if err == io.EOF {
+			return statuses
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, err := binary.ReadUvarint(br)
+		if err != nil || size > 1<<20 {
+			t.Fatalf("reply frame length %d: %v", size, err)
+		}
+		if _, err := io.CopyN(io.Discard, br, int64(size)); err != nil {
+			t.Fatal(err)
+		}
+		statuses = append(statuses, int(status))
+	}
+}
+
+// post sends one envelope on a stream of its own and returns the status of
+// its reply frame.
+func post(t *testing.T, addr string, env []byte) int {
+	t.Helper()
+	got := postStream(t, addr, streamFrame(env))
+	if len(got) != 1 {
+		t.Fatalf("%d reply frames for one request", len(got))
+	}
+	return got[0]
 }
 
 func sealedBatch(t *testing.T, from string, key []byte, to string, seq uint64, payload []byte) []byte {
@@ -94,13 +138,67 @@ func TestHostileRequestsAreRejected(t *testing.T) {
 	}
 }
 
+// The stream is framed, bounded and authenticated frame by frame: a bad
+// frame ends it with its rejection, and what follows is not read.
+func TestHostileStreamsAreRejected(t *testing.T) {
+	ms := cluster(t, 2, func(c *Config) { c.MaxBodySize = 64 << 10 })
+	b := ms[1]
+	comp, _ := compress.New(compress.Config{})
+	batch := func(id string) []byte {
+		return comp.Encode(nil, AppendBatch(nil, []Record{{Kind: KindFull, Change: &core.Change{
+			ID: id, Version: 1, Full: true, Set: []core.Attr{{Key: "k", Value: []byte("1")}}}}}))
+	}
+	seq := uint64(time.Now().UnixNano())
+	good := func(id string) []byte {
+		seq++
+		return streamFrame(sealedBatch(t, "n1", testClusterKey, "n2", seq, batch(id)))
+	}
+	forged := streamFrame(sealedBatch(t, "n1", bytes.Repeat([]byte("x"), 32), "n2", seq+100, batch("FORGEDFORGEDFORGEDFORGED")))
+	cases := []struct {
+		name     string
+		body     []byte
+		statuses []int
+		reason   string
+		applied  uint64
+	}{
+		{"two batches", concat(good("AAAAAAAAAAAAAAAAAAAAAAA1"), good("AAAAAAAAAAAAAAAAAAAAAAA2")), []int{200, 200}, "", 2},
+		{"length beyond MaxBodySize", binary.AppendUvarint(nil, 1<<30), []int{413}, RejectTooLarge, 0},
+		{"bad length", bytes.Repeat([]byte{0xff}, 11), []int{400}, RejectMalformed, 0},
+		{"truncated frame", append(binary.AppendUvarint(nil, 500), "short"...), []int{400}, RejectMalformed, 0},
+		{"forged frame ends the stream", concat(good("AAAAAAAAAAAAAAAAAAAAAAA3"), forged, good("AAAAAAAAAAAAAAAAAAAAAAA4")), []int{200, 401}, RejectAuth, 1},
+		{"a frame of another type", streamFrame(func() []byte {
+			s, _ := NewSealer("n1", [][]byte{testClusterKey})
+			return s.Seal(nil, "n2", MsgPing, seq+200, nil)
+		}()), []int{400}, RejectMalformed, 0},
+		{"empty stream", nil, nil, "", 0},
+	}
+	for _, c := range cases {
+		before := b.node.Stats()
+		got := postStream(t, b.node.Addr(), c.body)
+		if fmt.Sprint(got) != fmt.Sprint(c.statuses) {
+			t.Fatalf("%s: reply statuses %v, want %v", c.name, got, c.statuses)
+		}
+		after := b.node.Stats()
+		if c.reason != "" && after.Rejected[c.reason] != before.Rejected[c.reason]+1 {
+			t.Fatalf("%s: counter %q %d -> %d", c.name, c.reason, before.Rejected[c.reason], after.Rejected[c.reason])
+		}
+		if d := after.RecordsApplied - before.RecordsApplied; d != c.applied {
+			t.Fatalf("%s: %d records applied, want %d", c.name, d, c.applied)
+		}
+	}
+}
+
+func concat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
 func TestHTTP1IsRefused(t *testing.T) {
 	ms := cluster(t, 2, nil)
-	resp, err := http.Post("http://"+ms[1].node.Addr()+pathBatch, contentType, bytes.NewReader([]byte("x")))
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			t.Fatal("HTTP/1.1 request accepted")
+	for _, path := range []string{pathStream, pathFetch} {
+		resp, err := http.Post("http://"+ms[1].node.Addr()+path, contentType, bytes.NewReader([]byte("x")))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Fatalf("HTTP/1.1 request to %s accepted", path)
+			}
 		}
 	}
 }
@@ -146,7 +244,7 @@ func TestMutualTLS(t *testing.T) {
 	p.SetHTTP2(true)
 	c := &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs}}}
 	defer c.CloseIdleConnections()
-	resp, err := c.Post("https://"+ms[1].node.Addr()+pathBatch, contentType, bytes.NewReader([]byte("x")))
+	resp, err := c.Post("https://"+ms[1].node.Addr()+pathStream, contentType, bytes.NewReader([]byte("x")))
 	if err == nil {
 		resp.Body.Close()
 		t.Fatalf("client without certificate got %d", resp.StatusCode)

@@ -1,0 +1,206 @@
+package buddy
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// The batch stream: one long-lived full-duplex HTTP/2 request per buddy
+// carries every batch and its reply (PROTOCOL.md, "Batch stream"). A batch
+// then costs one DATA frame each way instead of a request of its own
+// (headers both ways, a stream, a handler goroutine): on a loaded node that
+// is most of the CPU replication costs per batch.
+
+var (
+	// errStreamTimeout: the peer did not answer a batch in time.
+	errStreamTimeout = errors.New("no answer within the replication timeout")
+	// errPeerRejected: the peer refused a batch (its reason follows).
+	errPeerRejected = errors.New("batch rejected")
+)
+
+// streamOK is the status of a reply frame that carries a sealed reply; any
+// other status is that of a rejection, which ends the stream.
+const streamOK = http.StatusOK
+
+// streamIdle is how long a stream may wait for its next frame (or the rest
+// of one) before the receiver ends it. The sender opens a new one when it
+// next has a batch.
+const streamIdle = 2 * time.Minute
+
+// serveStream handles a batch stream: it answers 200 at once, then reads
+// frames (uvarint length, sealed MsgBatch envelope) and answers each in
+// order with a frame (uvarint status, uvarint length, bytes): 200 and the
+// sealed reply, or a rejection's status and reason, after which it ends
+// the stream.
+func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.ProtoMajor != 2 {
+		n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	br := bufio.NewReader(r.Body)
+	bodyBuf, plainBuf, outBuf := n.bufs.get(), n.bufs.get(), n.bufs.get()
+	defer n.bufs.put(bodyBuf)
+	defer n.bufs.put(plainBuf)
+	defer n.bufs.put(outBuf)
+	for {
+		_ = rc.SetReadDeadline(time.Now().Add(n.cfg.streamIdle))
+		size, err := binary.ReadUvarint(br)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && r.Context().Err() == nil {
+				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("stream frame length: %w", err)})
+			}
+			return // EOF: the sender closed the stream; or it stayed idle
+		}
+		if size > uint64(n.cfg.MaxBodySize) {
+			n.rejectFrame(w, rc, &rejection{http.StatusRequestEntityTooLarge, RejectTooLarge, fmt.Errorf("stream frame of %d bytes exceeds %d", size, n.cfg.MaxBodySize)})
+			return
+		}
+		body, err := appendBody((*bodyBuf)[:0], io.LimitReader(br, int64(size)), int64(size))
+		*bodyBuf = body
+		if err == nil && len(body) < int(size) {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			if r.Context().Err() == nil {
+				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("stream frame: %w", err)})
+			}
+			return
+		}
+		reply, rej := n.serve(MsgBatch, n.onBatch, body, plainBuf, (*bodyBuf)[:0])
+		*bodyBuf = reply
+		if rej != nil {
+			n.rejectFrame(w, rc, rej)
+			return
+		}
+		out := binary.AppendUvarint((*outBuf)[:0], streamOK)
+		out = binary.AppendUvarint(out, uint64(len(reply)))
+		*outBuf = append(out, reply...)
+		if _, err := w.Write(*outBuf); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// rejectFrame counts and logs a rejection and sends it as the stream's last
+// frame.
+func (n *Node) rejectFrame(w http.ResponseWriter, rc *http.ResponseController, rej *rejection) {
+	n.stats.reject(rej.reason)
+	n.log.Warn("buddy: stream request rejected", "reason", rej.reason, "err", rej.err)
+	out := binary.AppendUvarint(nil, uint64(rej.status))
+	out = binary.AppendUvarint(out, uint64(len(rej.reason)))
+	out = append(out, rej.reason...)
+	if _, err := w.Write(out); err == nil {
+		_ = rc.Flush()
+	}
+}
+
+// batchStream is the sender's end of a batch stream to one peer. Only the
+// sender's goroutine uses it.
+type batchStream struct {
+	to     Peer
+	used   bool // a round trip went through: a failure may be the peer's idle close
+	pw     *io.PipeWriter
+	body   io.ReadCloser
+	br     *bufio.Reader
+	cancel context.CancelFunc
+}
+
+// openStream starts a batch stream to peer to; it returns once the peer
+// answered 200, or fails within ReplicationTimeout.
+func (n *Node) openStream(to Peer) (*batchStream, error) {
+	ctx, cancel := context.WithCancel(n.ctx)
+	pr, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+to.Addr+pathStream, pr)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	t := time.AfterFunc(n.cfg.ReplicationTimeout, cancel)
+	resp, err := n.client.Do(req)
+	t.Stop()
+	if err != nil {
+		cancel()
+		pw.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		resp.Body.Close()
+		cancel()
+		pw.Close()
+		return nil, fmt.Errorf("buddy: %s answered %d: %s", to.ID, resp.StatusCode, data)
+	}
+	return &batchStream{to: to, pw: pw, body: resp.Body, br: bufio.NewReader(resp.Body), cancel: cancel}, nil
+}
+
+// close ends the stream; the peer sees the end of its request body. It
+// also unblocks a roundTrip waiting on the stream: closing the response
+// body breaks its reads even when the connection is stalled (canceling the
+// request alone does not, once the response has begun).
+func (st *batchStream) close() {
+	st.pw.Close()
+	st.cancel()
+	st.body.Close()
+}
+
+// roundTrip sends one frame (uvarint length, sealed batch envelope) and
+// returns the sealed reply. After an error the stream is unusable: close
+// it. A peer that does not answer within timeout has the stream torn down
+// under it. frame may be reused once roundTrip returns.
+func (st *batchStream) roundTrip(frame []byte, maxReply int, timeout time.Duration) ([]byte, error) {
+	var timedOut atomic.Bool
+	t := time.AfterFunc(timeout, func() {
+		timedOut.Store(true)
+		st.close()
+	})
+	defer t.Stop()
+	fail := func(err error) ([]byte, error) {
+		if timedOut.Load() {
+			err = fmt.Errorf("%w (%v)", errStreamTimeout, timeout)
+		}
+		return nil, fmt.Errorf("buddy: stream to %s: %w", st.to.ID, err)
+	}
+	// One Write, so the transport sends it as one DATA frame where it fits;
+	// the pipe returns only once the transport has taken all of it.
+	if _, err := st.pw.Write(frame); err != nil {
+		return fail(err)
+	}
+	status, err := binary.ReadUvarint(st.br)
+	if err != nil {
+		return fail(err)
+	}
+	size, err := binary.ReadUvarint(st.br)
+	if err != nil {
+		return fail(err)
+	}
+	if size > uint64(maxReply) {
+		return fail(fmt.Errorf("reply of %d bytes exceeds %d", size, maxReply))
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(st.br, data); err != nil {
+		return fail(err)
+	}
+	if status != streamOK {
+		return nil, fmt.Errorf("buddy: %s answered %d: %s: %w", st.to.ID, status, data[:min(len(data), 200)], errPeerRejected)
+	}
+	st.used = true
+	return data, nil
+}
