@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -343,7 +344,10 @@ func TestReplicationTable(t *testing.T) {
 	for _, m := range modes {
 		clusters[m] = startCluster(t, m)
 	}
-	type cell struct{ rps, p50, p99, wire, cpu float64 }
+	type cell struct {
+		rps, p50, p99, wire, cpu float64
+		ratios                   []float64 // per round, against that round's off
+	}
 	concurrency := []int{1, 16, 64}
 	if v := os.Getenv("TANDEM_BENCH_CLIENTS"); v != "" {
 		concurrency = nil
@@ -381,6 +385,7 @@ func TestReplicationTable(t *testing.T) {
 				}
 				s := sums[clients][m]
 				s.rps += res.RPS / float64(rounds)
+				s.ratios = append(s.ratios, res.RPS)
 				s.p50 += res.P50 / float64(rounds)
 				s.p99 += res.P99 / float64(rounds)
 				if res.OK > 0 {
@@ -399,18 +404,20 @@ func TestReplicationTable(t *testing.T) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n2 nodes in one process, 4 KiB sessions, every request writes one small attribute; %d rounds of %v, means\n", rounds, dur)
-	fmt.Fprintf(&b, "%-8s %-6s %9s %9s %9s %9s %10s %10s\n", "clients", "mode", "req/s", "vs off", "p50 us", "p99 us", "wire B/wr", "CPU us/req")
+	fmt.Fprintf(&b, "%-8s %-6s %9s %9s %15s %9s %9s %10s %10s\n", "clients", "mode", "req/s", "vs off", "per round", "p50 us", "p99 us", "wire B/wr", "CPU us/req")
 	for _, clients := range concurrency {
-		off := sums[clients][inproc.Off].rps
+		off := sums[clients][inproc.Off]
 		for _, m := range modes {
 			s := sums[clients][m]
-			wire := "-"
+			wire, rounds := "-", "-"
 			if m != inproc.Off {
 				wire = fmt.Sprintf("%.1f", s.wire)
+				rounds = roundRatios(s.ratios, off.ratios)
 			}
-			fmt.Fprintf(&b, "%-8d %-6s %9.0f %8.0f%% %9.0f %9.0f %10s %10.1f\n", clients, m, s.rps, 100*s.rps/off, s.p50, s.p99, wire, s.cpu)
+			fmt.Fprintf(&b, "%-8d %-6s %9.0f %8.0f%% %15s %9.0f %9.0f %10s %10.1f\n", clients, m, s.rps, 100*s.rps/off.rps, rounds, s.p50, s.p99, wire, s.cpu)
 		}
 	}
+	fmt.Fprintf(&b, "per round: the median of the rounds' ratios to the same round's off, and their range\n")
 	t.Log(b.String())
 }
 
@@ -423,4 +430,18 @@ func processCPU(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// roundRatios formats the median and range of rps[i]/off[i] in percent.
+func roundRatios(rps, off []float64) string {
+	r := make([]float64, len(rps))
+	for i := range rps {
+		r[i] = 100 * rps[i] / off[i]
+	}
+	slices.Sort(r)
+	med := r[len(r)/2]
+	if len(r)%2 == 0 {
+		med = (r[len(r)/2-1] + r[len(r)/2]) / 2
+	}
+	return fmt.Sprintf("%.0f%% %.0f-%.0f", med, r[0], r[len(r)-1])
 }

@@ -117,7 +117,6 @@ type batchStream struct {
 	to     Peer
 	used   bool // a round trip went through: a failure may be the peer's idle close
 	pw     *io.PipeWriter
-	body   io.ReadCloser
 	br     *bufio.Reader
 	cancel context.CancelFunc
 }
@@ -135,7 +134,10 @@ func (n *Node) openStream(to Peer) (*batchStream, error) {
 	req.Header.Set("Content-Type", contentType)
 	t := time.AfterFunc(n.cfg.ReplicationTimeout, cancel)
 	resp, err := n.client.Do(req)
-	t.Stop()
+	if !t.Stop() && err == nil {
+		err = fmt.Errorf("%w (%v)", errStreamTimeout, n.cfg.ReplicationTimeout)
+		resp.Body.Close()
+	}
 	if err != nil {
 		cancel()
 		pw.Close()
@@ -148,18 +150,20 @@ func (n *Node) openStream(to Peer) (*batchStream, error) {
 		pw.Close()
 		return nil, fmt.Errorf("buddy: %s answered %d: %s", to.ID, resp.StatusCode, data)
 	}
-	return &batchStream{to: to, pw: pw, body: resp.Body, br: bufio.NewReader(resp.Body), cancel: cancel}, nil
+	// Once the stream's context ends (close, a timeout, the node's Close),
+	// its reads and writes must fail at once. Canceling the request alone
+	// does not break a read once the response has begun, when the
+	// connection is stalled; closing the response body does.
+	context.AfterFunc(ctx, func() {
+		pw.Close()
+		resp.Body.Close()
+	})
+	return &batchStream{to: to, pw: pw, br: bufio.NewReader(resp.Body), cancel: cancel}, nil
 }
 
-// close ends the stream; the peer sees the end of its request body. It
-// also unblocks a roundTrip waiting on the stream: closing the response
-// body breaks its reads even when the connection is stalled (canceling the
-// request alone does not, once the response has begun).
-func (st *batchStream) close() {
-	st.pw.Close()
-	st.cancel()
-	st.body.Close()
-}
+// close ends the stream; the peer sees the end of its request body, and a
+// roundTrip waiting on the stream returns.
+func (st *batchStream) close() { st.cancel() }
 
 // roundTrip sends one frame (uvarint length, sealed batch envelope) and
 // returns the sealed reply. After an error the stream is unusable: close
@@ -194,8 +198,11 @@ func (st *batchStream) roundTrip(frame []byte, maxReply int, timeout time.Durati
 	if size > uint64(maxReply) {
 		return fail(fmt.Errorf("reply of %d bytes exceeds %d", size, maxReply))
 	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(st.br, data); err != nil {
+	data, err := appendBody(nil, io.LimitReader(st.br, int64(size)), int64(size))
+	if err == nil && len(data) < int(size) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return fail(err)
 	}
 	if status != streamOK {
