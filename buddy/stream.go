@@ -14,7 +14,7 @@ import (
 )
 
 // The batch stream: one long-lived full-duplex HTTP/2 request per buddy
-// carries every batch and its reply (PROTOCOL.md, "Batch stream"). A batch
+// carries every batch and its reply (PROTOCOL.md, 1.1). A batch
 // then costs one DATA frame each way instead of a request of its own
 // (headers both ways, a stream, a handler goroutine): on a loaded node that
 // is most of the CPU replication costs per batch.
