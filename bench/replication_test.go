@@ -346,7 +346,7 @@ func TestReplicationTable(t *testing.T) {
 	}
 	type cell struct {
 		rps, p50, p99, wire, cpu float64
-		ratios                   []float64 // per round, against that round's off
+		perRound                 []float64 // req/s of each round
 	}
 	concurrency := []int{1, 16, 64}
 	if v := os.Getenv("TANDEM_BENCH_CLIENTS"); v != "" {
@@ -385,7 +385,7 @@ func TestReplicationTable(t *testing.T) {
 				}
 				s := sums[clients][m]
 				s.rps += res.RPS / float64(rounds)
-				s.ratios = append(s.ratios, res.RPS)
+				s.perRound = append(s.perRound, res.RPS)
 				s.p50 += res.P50 / float64(rounds)
 				s.p99 += res.P99 / float64(rounds)
 				if res.OK > 0 {
@@ -412,7 +412,7 @@ func TestReplicationTable(t *testing.T) {
 			wire, rounds := "-", "-"
 			if m != inproc.Off {
 				wire = fmt.Sprintf("%.1f", s.wire)
-				rounds = roundRatios(s.ratios, off.ratios)
+				rounds = roundRatios(s.perRound, off.perRound)
 			}
 			fmt.Fprintf(&b, "%-8d %-6s %9.0f %8.0f%% %15s %9.0f %9.0f %10s %10.1f\n", clients, m, s.rps, 100*s.rps/off.rps, rounds, s.p50, s.p99, wire, s.cpu)
 		}

@@ -52,10 +52,9 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	br := bufio.NewReader(r.Body)
-	bodyBuf, plainBuf, outBuf := n.bufs.get(), n.bufs.get(), n.bufs.get()
+	bodyBuf, plainBuf := n.bufs.get(), n.bufs.get()
 	defer n.bufs.put(bodyBuf)
 	defer n.bufs.put(plainBuf)
-	defer n.bufs.put(outBuf)
 	for {
 		_ = rc.SetReadDeadline(time.Now().Add(n.cfg.streamIdle))
 		size, err := binary.ReadUvarint(br)
@@ -69,11 +68,8 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 			n.rejectFrame(w, rc, &rejection{http.StatusRequestEntityTooLarge, RejectTooLarge, fmt.Errorf("stream frame of %d bytes exceeds %d", size, n.cfg.MaxBodySize)})
 			return
 		}
-		body, err := appendBody((*bodyBuf)[:0], io.LimitReader(br, int64(size)), int64(size))
+		body, err := readExactly((*bodyBuf)[:0], br, size)
 		*bodyBuf = body
-		if err == nil && len(body) < int(size) {
-			err = io.ErrUnexpectedEOF
-		}
 		if err != nil {
 			if r.Context().Err() == nil {
 				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("stream frame: %w", err)})
@@ -86,16 +82,35 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 			n.rejectFrame(w, rc, rej)
 			return
 		}
-		out := binary.AppendUvarint((*outBuf)[:0], streamOK)
-		out = binary.AppendUvarint(out, uint64(len(reply)))
-		*outBuf = append(out, reply...)
-		if _, err := w.Write(*outBuf); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
+		if err := writeFrame(w, rc, streamOK, reply); err != nil {
 			return
 		}
 	}
+}
+
+// writeFrame sends one reply frame: uvarint status, uvarint length, body.
+func writeFrame(w http.ResponseWriter, rc *http.ResponseController, status int, body []byte) error {
+	var hdr [2 * binary.MaxVarintLen64]byte
+	h := binary.AppendUvarint(hdr[:0], uint64(status))
+	h = binary.AppendUvarint(h, uint64(len(body)))
+	if _, err := w.Write(h); err != nil { // the response writer buffers: no extra packet
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+// readExactly appends the next size bytes of r to dst; fewer is an error.
+// It allocates as the bytes arrive, not size up front.
+func readExactly(dst []byte, r io.Reader, size uint64) ([]byte, error) {
+	start := len(dst)
+	dst, err := appendBody(dst, io.LimitReader(r, int64(size)), int64(size))
+	if err == nil && uint64(len(dst)-start) < size {
+		err = io.ErrUnexpectedEOF
+	}
+	return dst, err
 }
 
 // rejectFrame counts and logs a rejection and sends it as the stream's last
@@ -103,12 +118,7 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 func (n *Node) rejectFrame(w http.ResponseWriter, rc *http.ResponseController, rej *rejection) {
 	n.stats.reject(rej.reason)
 	n.log.Warn("buddy: stream request rejected", "reason", rej.reason, "err", rej.err)
-	out := binary.AppendUvarint(nil, uint64(rej.status))
-	out = binary.AppendUvarint(out, uint64(len(rej.reason)))
-	out = append(out, rej.reason...)
-	if _, err := w.Write(out); err == nil {
-		_ = rc.Flush()
-	}
+	_ = writeFrame(w, rc, rej.status, []byte(rej.reason))
 }
 
 // batchStream is the sender's end of a batch stream to one peer. Only the
@@ -198,10 +208,7 @@ func (st *batchStream) roundTrip(frame []byte, maxReply int, timeout time.Durati
 	if size > uint64(maxReply) {
 		return fail(fmt.Errorf("reply of %d bytes exceeds %d", size, maxReply))
 	}
-	data, err := appendBody(nil, io.LimitReader(st.br, int64(size)), int64(size))
-	if err == nil && len(data) < int(size) {
-		err = io.ErrUnexpectedEOF
-	}
+	data, err := readExactly(nil, st.br, size)
 	if err != nil {
 		return fail(err)
 	}

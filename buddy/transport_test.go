@@ -10,11 +10,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -49,24 +51,45 @@ func postStream(t *testing.T, addr string, body []byte) []int {
 	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
 		t.Fatalf("stream answered %d over HTTP/%d", resp.StatusCode, resp.ProtoMajor)
 	}
-	br := bufio.NewReader(resp.Body)
+	statuses, err := readReplyFrames(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return statuses
+}
+
+// readReplyFrames returns the statuses of the reply frames in r. It fails
+// on a malformed frame, a status that is neither 200 nor an error, and any
+// byte after a rejection (which must end the stream).
+func readReplyFrames(r io.Reader) ([]int, error) {
+	br := bufio.NewReader(r)
 	var statuses []int
 	for {
 		status, err := binary.ReadUvarint(br)
 		if err == io.EOF {
-			return statuses
+			return statuses, nil
 		}
 		if err != nil {
-			t.Fatal(err)
+			return statuses, fmt.Errorf("reply frame status: %w", err)
 		}
 		size, err := binary.ReadUvarint(br)
 		if err != nil || size > 1<<20 {
-			t.Fatalf("reply frame length %d: %v", size, err)
+			return statuses, fmt.Errorf("reply frame length %d: %v", size, err)
 		}
 		if _, err := io.CopyN(io.Discard, br, int64(size)); err != nil {
-			t.Fatal(err)
+			return statuses, fmt.Errorf("reply frame body: %w", err)
 		}
 		statuses = append(statuses, int(status))
+		if status == streamOK {
+			continue
+		}
+		if status < 400 || status > 599 {
+			return statuses, fmt.Errorf("reply status %d", status)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			return statuses, errors.New("frames after a rejection")
+		}
+		return statuses, nil
 	}
 }
 
@@ -189,6 +212,29 @@ func TestHostileStreamsAreRejected(t *testing.T) {
 }
 
 func concat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// A peer that has no batch stream (an older node, something else on the
+// port) refuses to open one: the sender gets an error naming the status.
+func TestOpenStreamRefused(t *testing.T) {
+	ms := cluster(t, 1, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: http.NotFoundHandler()}
+	go srv.Serve(ln)
+	defer srv.Close()
+	st, err := ms[0].node.openStream(Peer{ID: "old", Addr: ln.Addr().String()})
+	if err == nil {
+		st.close()
+		t.Fatal("stream opened on a peer without the endpoint")
+	}
+	if !strings.Contains(err.Error(), "404") {
+		t.Fatalf("error %v does not name the status", err)
+	}
+}
 
 func TestHTTP1IsRefused(t *testing.T) {
 	ms := cluster(t, 2, nil)
