@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/core"
 )
 
@@ -53,9 +54,9 @@ func (b *backups) shard(id string) *backupShard {
 }
 
 // apply applies one record from owner.
-func (b *backups) apply(owner string, r Record) outcome {
+func (b *backups) apply(owner string, r wire.Record) outcome {
 	c := r.Change
-	if r.Kind == KindFull && c.PrevID != "" {
+	if r.Kind == wire.KindFull && c.PrevID != "" {
 		b.remove(c.PrevID)
 	}
 	sh := b.shard(c.ID)
@@ -63,7 +64,7 @@ func (b *backups) apply(owner string, r Record) outcome {
 	defer sh.mu.Unlock()
 	cur := sh.m[c.ID]
 	switch r.Kind {
-	case KindFull:
+	case wire.KindFull:
 		if cur != nil && cur.version > c.Version {
 			return ignored
 		}
@@ -74,7 +75,7 @@ func (b *backups) apply(owner string, r Record) outcome {
 		}
 		sh.m[c.ID] = bk
 		return applied
-	case KindDelta:
+	case wire.KindDelta:
 		if cur == nil || cur.owner != owner {
 			return gap
 		}
@@ -96,13 +97,13 @@ func (b *backups) apply(owner string, r Record) outcome {
 		cur.version, cur.owner = c.Version, owner
 		cur.accessed = max(cur.accessed, c.Accessed.UnixNano())
 		return applied
-	case KindRemove:
+	case wire.KindRemove:
 		if cur == nil || cur.owner != owner {
 			return ignored // gone already, or moved to another owner
 		}
 		delete(sh.m, c.ID)
 		return applied
-	case KindTouch:
+	case wire.KindTouch:
 		if cur == nil || cur.owner != owner {
 			return ignored
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
 )
 
@@ -192,6 +193,16 @@ func DefaultWANConfig() Config {
 	c.Compression.Codec = compress.NameZstdFastest
 	return c
 }
+
+// ClusterKeySize is the size of a cluster key in bytes (AES-256).
+const ClusterKeySize = wire.ClusterKeySize
+
+// Limits bound what a node accepts in one batch; see wire.Limits.
+type Limits = wire.Limits
+
+// DefaultLimits returns the limits a Config without Limits gets; see
+// wire.DefaultLimits.
+func DefaultLimits() Limits { return wire.DefaultLimits() }
 
 // ErrInvalidConfig wraps every error New returns for a bad Config.
 var ErrInvalidConfig = errors.New("buddy: invalid config")

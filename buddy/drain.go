@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/tandemsession/tandem/buddy/wire"
 )
 
 // releaseOld waits until the new buddy holds every session (state transfer
@@ -24,7 +26,7 @@ func (n *Node) releaseOld(old Peer, gen uint64) {
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
 		defer cancel()
-		if _, _, err := n.call(ctx, old, pathTransfer, MsgTransfer, []byte{opDrop}); err != nil {
+		if _, _, err := n.call(ctx, old, pathTransfer, wire.MsgTransfer, []byte{opDrop}); err != nil {
 			n.log.Debug("buddy: old buddy not told to drop its copies", "peer", old.ID, "err", err)
 		}
 	})
@@ -104,7 +106,7 @@ func (n *Node) handOver(ctx context.Context, to Peer) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 4*n.cfg.ReplicationTimeout)
 	defer cancel()
-	if _, _, err := n.call(pctx, to, pathTransfer, MsgTransfer, []byte{opPromote}); err != nil {
+	if _, _, err := n.call(pctx, to, pathTransfer, wire.MsgTransfer, []byte{opPromote}); err != nil {
 		n.handingOver.Store(false)
 		return fmt.Errorf("%s did not take the sessions over: %w", to.ID, err)
 	}
@@ -139,7 +141,7 @@ func (n *Node) announceLeave(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, p := range peers {
 		wg.Go(func() {
-			if _, _, err := n.call(ctx, p, pathLeave, MsgLeave, nil); err != nil {
+			if _, _, err := n.call(ctx, p, pathLeave, wire.MsgLeave, nil); err != nil {
 				n.log.Debug("buddy: leave not delivered", "peer", p.ID, "err", err)
 			}
 		})

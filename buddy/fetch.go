@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/core"
 )
 
@@ -230,9 +231,9 @@ func (n *Node) ask(ctx context.Context, pid, id string) (c *core.Change, redirec
 	if !known {
 		return nil, "", fmt.Errorf("buddy: unknown peer %q", pid)
 	}
-	out, _, err := n.call(ctx, p, pathFetch, MsgFetch, []byte(id))
+	out, _, err := n.call(ctx, p, pathFetch, wire.MsgFetch, []byte(id))
 	if err == nil && len(out) == 0 {
-		err = fmt.Errorf("%w: empty fetch reply", ErrMalformed)
+		err = fmt.Errorf("%w: empty fetch reply", wire.ErrMalformed)
 	}
 	if err != nil {
 		n.log.Debug("buddy: fetch failed", "peer", pid, "err", err)
@@ -240,13 +241,13 @@ func (n *Node) ask(ctx context.Context, pid, id string) (c *core.Change, redirec
 	}
 	switch out[0] {
 	case fetchFound:
-		recs, err := DecodeBatch(out[1:], n.cfg.Limits)
-		if err != nil || len(recs) != 1 || recs[0].Kind != KindFull || recs[0].Change.ID != id {
-			return nil, "", fmt.Errorf("%w: fetch reply from %s", ErrMalformed, pid)
+		recs, err := wire.DecodeBatch(out[1:], n.cfg.Limits)
+		if err != nil || len(recs) != 1 || recs[0].Kind != wire.KindFull || recs[0].Change.ID != id {
+			return nil, "", fmt.Errorf("%w: fetch reply from %s", wire.ErrMalformed, pid)
 		}
 		return recs[0].Change, "", nil
 	case fetchRedirect:
-		if r := string(out[1:]); len(r) <= MaxIDLen {
+		if r := string(out[1:]); len(r) <= wire.MaxIDLen {
 			return nil, r, nil
 		}
 	}
@@ -258,8 +259,8 @@ func (n *Node) ask(ctx context.Context, pid, id string) (c *core.Change, redirec
 // here). For a backup copy whose owner lives, it names the owner instead.
 func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 	id := string(payload)
-	if len(id) == 0 || len(id) > MaxIDLen {
-		return nil, malformed(fmt.Errorf("%w: fetch of a %d-byte ID", ErrMalformed, len(id)))
+	if len(id) == 0 || len(id) > wire.MaxIDLen {
+		return nil, malformed(fmt.Errorf("%w: fetch of a %d-byte ID", wire.ErrMalformed, len(id)))
 	}
 	var c *core.Change
 	n.handoff.Lock() // not while promote moves this session from backup to owned
@@ -275,7 +276,7 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 			c = got
 			n.stats.ownershipMoves.Add(1)
 			// Our buddy's copy now belongs to the new owner's replication.
-			n.sender.enqueue(Record{Kind: KindRemove, Change: &core.Change{ID: id, Removed: true}})
+			n.sender.enqueue(wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Removed: true}})
 		}
 	}
 	if c != nil {
@@ -295,7 +296,7 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 	if c == nil {
 		return []byte{fetchNone}, nil
 	}
-	return AppendBatch([]byte{fetchFound}, []Record{{Kind: KindFull, Change: c}}), nil
+	return wire.AppendBatch([]byte{fetchFound}, []wire.Record{{Kind: wire.KindFull, Change: c}}), nil
 }
 
 // moveCache remembers, for a while, to which node this node gave each
@@ -348,7 +349,7 @@ func (n *Node) answers(id string) bool {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, min(n.cfg.ReplicationTimeout/2, 500*time.Millisecond))
 	defer cancel()
-	out, _, err := n.call(ctx, p, pathPing, MsgPing, appendPing(nil, n.incarnation, n.draining.Load()))
+	out, _, err := n.call(ctx, p, pathPing, wire.MsgPing, appendPing(nil, n.incarnation, n.draining.Load()))
 	if err != nil {
 		n.observe(id, 0, false, false)
 		return false
@@ -399,7 +400,7 @@ const (
 // onTransfer handles a drain handover or a release from an owner.
 func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
 	if len(payload) != 1 {
-		return nil, malformed(fmt.Errorf("%w: transfer payload", ErrMalformed))
+		return nil, malformed(fmt.Errorf("%w: transfer payload", wire.ErrMalformed))
 	}
 	switch payload[0] {
 	case opDrop:
@@ -417,7 +418,7 @@ func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
 		}
 		return binary.AppendUvarint(nil, uint64(k)), nil
 	}
-	return nil, malformed(fmt.Errorf("%w: transfer op %d", ErrMalformed, payload[0]))
+	return nil, malformed(fmt.Errorf("%w: transfer op %d", wire.ErrMalformed, payload[0]))
 }
 
 // promoteOne turns the backup copy of id from owner into a session this
@@ -430,11 +431,11 @@ func (n *Node) promoteOne(m *core.Manager, id, owner string) bool {
 		return false
 	}
 	if from != owner {
-		n.backups.apply(from, Record{Kind: KindFull, Change: c}) // not ours to promote: put it back
+		n.backups.apply(from, wire.Record{Kind: wire.KindFull, Change: c}) // not ours to promote: put it back
 		return false
 	}
 	if err := m.Install(c); err != nil {
-		n.backups.apply(from, Record{Kind: KindFull, Change: c})
+		n.backups.apply(from, wire.Record{Kind: wire.KindFull, Change: c})
 		n.log.Error("buddy: session not taken over", "id", id, "err", err)
 		return false
 	}

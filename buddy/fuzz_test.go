@@ -3,202 +3,15 @@ package buddy
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
+	"time"
+
+	"github.com/tandemsession/tandem/buddy/wire"
+	"github.com/tandemsession/tandem/core"
 )
-
-// Seed corpora live in testdata/fuzz/<FuzzName>/; the f.Add seeds below
-// are built from the current encoders so they follow the format as it is.
-
-// wtFuzzKey is the cluster key of FuzzOpen; its envelopes in
-// testdata/fuzz/FuzzOpen were sealed under it.
-func wtFuzzKey() []byte {
-	k := make([]byte, ClusterKeySize)
-	for i := range k {
-		k[i] = byte(i)
-	}
-	return k
-}
-
-// wtFuzzLimits are small enough for the fuzzer to reach every limit.
-func wtFuzzLimits() Limits { return Limits{MaxRecords: 16, MaxKey: 16, MaxValue: 64, MaxAttrs: 8} }
-
-// wtWireError reports whether err is one of the errors a decoder may return.
-func wtWireError(err error) bool {
-	return errors.Is(err, ErrMalformed) || errors.Is(err, ErrLimit) || errors.Is(err, ErrVersion)
-}
-
-func FuzzDecodeBatch(f *testing.F) {
-	f.Add(AppendBatch(nil, wtSampleRecords()[:4]))
-	f.Add(AppendBatch(nil, wtSampleRecords()[4:]))
-	f.Add(AppendBatch(nil, nil))
-	f.Add(AppendBatch(nil, wtBenchRecords(2)))
-	f.Add([]byte{WireVersion, 1, byte(KindTouch), 1, 's', 2})
-	f.Add([]byte{WireVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		in := bytes.Clone(b) // decoded from a copy, which is then overwritten
-		recs, err := DecodeBatch(in, wtFuzzLimits())
-		if err != nil {
-			if !wtWireError(err) {
-				t.Fatalf("error wraps no wire error: %v", err)
-			}
-			if recs != nil {
-				t.Fatal("records returned with an error")
-			}
-			return
-		}
-		enc := AppendBatch(nil, recs)
-		if len(enc) > len(b) {
-			t.Fatalf("re-encoding is longer (%d) than the input (%d)", len(enc), len(b))
-		}
-		again, err := DecodeBatch(enc, wtFuzzLimits())
-		if err != nil {
-			t.Fatalf("re-encoding does not decode: %v", err)
-		}
-		if err := wtEqualRecords(recs, again); err != nil {
-			t.Fatalf("re-encoding decodes differently: %v", err)
-		}
-		if !bytes.Equal(AppendBatch(nil, again), enc) {
-			t.Fatal("encoding is not canonical")
-		}
-		for i := range in { // the decoded records do not alias the input
-			in[i] ^= 0xFF
-		}
-		if !bytes.Equal(AppendBatch(nil, recs), enc) {
-			t.Fatal("decoded records alias the input")
-		}
-	})
-}
-
-func FuzzDecodeReply(f *testing.F) {
-	f.Add(AppendReply(nil, BatchReply{}))
-	f.Add(AppendReply(nil, BatchReply{NeedFull: []string{"a", "sess-2"}}))
-	f.Add([]byte{WireVersion, 1, 0})
-	f.Add([]byte{WireVersion, 2, 1, 'a'})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		rep, err := DecodeReply(b, wtFuzzLimits())
-		if err != nil {
-			if !wtWireError(err) {
-				t.Fatalf("error wraps no wire error: %v", err)
-			}
-			return
-		}
-		enc := AppendReply(nil, rep)
-		if len(enc) > len(b) {
-			t.Fatalf("re-encoding is longer (%d) than the input (%d)", len(enc), len(b))
-		}
-		again, err := DecodeReply(enc, wtFuzzLimits())
-		if err != nil {
-			t.Fatalf("re-encoding does not decode: %v", err)
-		}
-		if len(again.NeedFull) != len(rep.NeedFull) {
-			t.Fatalf("re-encoding decodes differently: %q != %q", again.NeedFull, rep.NeedFull)
-		}
-		for i := range rep.NeedFull {
-			if again.NeedFull[i] != rep.NeedFull[i] || rep.NeedFull[i] == "" || len(rep.NeedFull[i]) > MaxIDLen {
-				t.Fatalf("re-encoding decodes differently: %q != %q", again.NeedFull, rep.NeedFull)
-			}
-		}
-	})
-}
-
-func FuzzOpen(f *testing.F) {
-	key := wtFuzzKey()
-	from, err := NewSealer("node-a", [][]byte{key})
-	if err != nil {
-		f.Fatal(err)
-	}
-	to, err := NewSealer("node-b", [][]byte{key})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(from.Seal(nil, "node-b", MsgBatch, 1_700_000_000_000_000_001, []byte("payload")))
-	f.Add(from.Seal(nil, "node-b", MsgPong, 0, nil))
-	f.Add(from.Seal(nil, "node-c", MsgPing, 1, []byte("not for node-b")))
-	f.Add(from.Seal(nil, "node-b", MsgBatch, 2, AppendBatch(nil, wtSampleRecords())))
-	f.Add([]byte{EnvelopeVersion})
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		dst := []byte("dst")
-		h, out, err := to.Open(dst, msg)
-		if err != nil {
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrAuth) {
-				t.Fatalf("error wraps no envelope error: %v", err)
-			}
-			if string(out) != "dst" || h != (Header{}) {
-				t.Fatalf("error returned output %q, header %+v", out, h)
-			}
-			return
-		}
-		payload := out[len(dst):]
-		if h.To != "node-b" || h.From == "" || len(h.From) > MaxIDLen {
-			t.Fatalf("opened header %+v", h)
-		}
-		if want := len(msg) - to.Overhead(h.To) - len(h.From) + len("node-b"); len(payload) != want {
-			t.Fatalf("payload of %d bytes from a %d-byte envelope, want %d", len(payload), len(msg), want)
-		}
-		// Resealed by its sender, the message opens to the same.
-		s, err := NewSealer(h.From, [][]byte{key})
-		if err != nil {
-			t.Fatalf("sender %q: %v", h.From, err)
-		}
-		h2, p2, err := to.Open(nil, s.Seal(nil, h.To, h.Type, h.Seq, payload))
-		if err != nil || h2 != h || !bytes.Equal(p2, payload) {
-			t.Fatalf("resealed: %+v %q %v; want %+v %q", h2, p2, err, h, payload)
-		}
-	})
-}
-
-// TestFuzzCorpus checks that the stored seeds still mean what their names
-// say: "valid-*" seeds decode or open, every other seed is rejected.
-func TestFuzzCorpus(t *testing.T) {
-	open, err := NewSealer("node-b", [][]byte{wtFuzzKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	targets := map[string]func([]byte) error{
-		"FuzzDecodeBatch": func(b []byte) error { _, err := DecodeBatch(b, wtFuzzLimits()); return err },
-		"FuzzDecodeReply": func(b []byte) error { _, err := DecodeReply(b, wtFuzzLimits()); return err },
-		"FuzzOpen":        func(b []byte) error { _, _, err := open.Open(nil, b); return err },
-	}
-	for name, try := range targets {
-		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", name, "*"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("%s: no seeds (%v)", name, err)
-		}
-		for _, file := range files {
-			b, err := wtReadSeed(file)
-			if err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			err = try(b)
-			if valid := strings.HasPrefix(filepath.Base(file), "valid-"); valid != (err == nil) {
-				t.Errorf("%s: err = %v", file, err)
-			}
-		}
-	}
-}
-
-// wtReadSeed reads a one-[]byte seed in the "go test fuzz v1" format.
-func wtReadSeed(file string) ([]byte, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) != 2 || lines[0] != "go test fuzz v1" ||
-		!strings.HasPrefix(lines[1], "[]byte(") || !strings.HasSuffix(lines[1], ")") {
-		return nil, errors.New("not a one-[]byte fuzz seed")
-	}
-	s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
-	return []byte(s), err
-}
 
 // FuzzStream feeds arbitrary request bodies to a node's batch stream
 // handler: it never panics, answers only well-formed reply frames, stops
@@ -208,13 +21,13 @@ func FuzzStream(f *testing.F) {
 	ms := cluster(f, 2, func(c *Config) { c.MaxBodySize = 4 << 10 })
 	b := ms[1].node
 	seq := uint64(1 << 40)
-	sealer, err := NewSealer("n1", [][]byte{testClusterKey})
+	sealer, err := wire.NewSealer("n1", [][]byte{testClusterKey})
 	if err != nil {
 		f.Fatal(err)
 	}
-	valid := func(recs []Record) []byte {
+	valid := func(recs []wire.Record) []byte {
 		seq++
-		return streamFrame(sealer.Seal(nil, "n2", MsgBatch, seq, b.comp.Encode(nil, AppendBatch(nil, recs))))
+		return streamFrame(sealer.Seal(nil, "n2", wire.MsgBatch, seq, b.comp.Encode(nil, wire.AppendBatch(nil, recs))))
 	}
 	f.Add(valid(wtSampleRecords()[:2]))
 	f.Add(append(valid(wtSampleRecords()[2:4]), valid(wtSampleRecords()[4:])...))
@@ -236,4 +49,17 @@ func FuzzStream(f *testing.F) {
 			t.Fatal("records applied without an accepted frame")
 		}
 	})
+}
+
+// wtSampleRecords are records of every kind, for seeds.
+func wtSampleRecords() []wire.Record {
+	at := time.Unix(1700000000, 0)
+	return []wire.Record{
+		{Kind: wire.KindFull, Change: &core.Change{ID: "s1", Version: 1, Full: true, Set: []core.Attr{{Key: "a", Value: []byte("1")}}, Created: at, Accessed: at}},
+		{Kind: wire.KindDelta, Change: &core.Change{ID: "s1", Base: 1, Version: 2, Set: []core.Attr{{Key: "b", Value: []byte("2")}}, Accessed: at}},
+		{Kind: wire.KindDelta, Change: &core.Change{ID: "s1", Base: 2, Version: 3, Deleted: []string{"a"}, Accessed: at}},
+		{Kind: wire.KindTouch, Change: &core.Change{ID: "s1", Accessed: at}},
+		{Kind: wire.KindFull, Change: &core.Change{ID: "s2", PrevID: "s0", Version: 4, Full: true, Created: at, Accessed: at}},
+		{Kind: wire.KindRemove, Change: &core.Change{ID: "s2", Base: 4, Version: 5, Removed: true}},
+	}
 }

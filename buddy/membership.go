@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/tandemsession/tandem/buddy/wire"
 )
 
 // State is what a node believes of a peer.
@@ -72,7 +74,7 @@ func appendPing(dst []byte, incarnation uint64, draining bool) []byte {
 func decodePing(b []byte) (incarnation uint64, draining bool, err error) {
 	inc, k := binary.Uvarint(b)
 	if k <= 0 || len(b) != k+1 || b[k] > 1 {
-		return 0, false, fmt.Errorf("%w: ping payload", ErrMalformed)
+		return 0, false, fmt.Errorf("%w: ping payload", wire.ErrMalformed)
 	}
 	return inc, b[k] == 1, nil
 }
@@ -120,7 +122,7 @@ func (n *Node) probeAll() {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(n.ctx, max(n.cfg.PingInterval, 100*time.Millisecond))
 			defer cancel()
-			out, _, err := n.call(ctx, p, pathPing, MsgPing, appendPing(nil, n.incarnation, n.draining.Load()))
+			out, _, err := n.call(ctx, p, pathPing, wire.MsgPing, appendPing(nil, n.incarnation, n.draining.Load()))
 			if err == nil {
 				inc, draining, derr := decodePing(out)
 				if derr == nil {
@@ -332,7 +334,7 @@ func (n *Node) setPeers(peers []Peer) {
 	seen := map[string]bool{}
 	changed := false
 	for _, p := range peers {
-		if p.ID == n.cfg.ID || p.ID == "" || len(p.ID) > MaxIDLen {
+		if p.ID == n.cfg.ID || p.ID == "" || len(p.ID) > wire.MaxIDLen {
 			continue
 		}
 		seen[p.ID] = true

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
 	"github.com/tandemsession/tandem/core"
 )
@@ -37,7 +38,7 @@ import (
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
-	sealer  *Sealer
+	sealer  *wire.Sealer
 	comp    *compress.Compressor
 	bufs    bufPool
 	view    view
@@ -86,7 +87,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	sealer, err := NewSealer(cfg.ID, cfg.ClusterKeys)
+	sealer, err := wire.NewSealer(cfg.ID, cfg.ClusterKeys)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -96,7 +97,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
-		view: view{peers: make(map[string]*peerState)}, windows: windowSet{m: make(map[string]*ReplayWindow)},
+		view: view{peers: make(map[string]*peerState)}, windows: windowSet{m: make(map[string]*wire.ReplayWindow)},
 		backups: newBackups(), stop: make(chan struct{}), incarnation: uint64(time.Now().UnixNano()),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -132,18 +133,18 @@ func New(cfg Config) (*Node, error) {
 // windowSet holds a replay window per peer.
 type windowSet struct {
 	mu sync.Mutex
-	m  map[string]*ReplayWindow
+	m  map[string]*wire.ReplayWindow
 }
 
 func (w *windowSet) add(id string) {
 	w.mu.Lock()
 	if _, ok := w.m[id]; !ok {
-		w.m[id] = new(ReplayWindow)
+		w.m[id] = new(wire.ReplayWindow)
 	}
 	w.mu.Unlock()
 }
 
-func (w *windowSet) get(id string) (*ReplayWindow, bool) {
+func (w *windowSet) get(id string) (*wire.ReplayWindow, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r, ok := w.m[id]
@@ -260,13 +261,13 @@ func (n *Node) Location() (owner, backup string) {
 
 // Replicate implements core.Replicator.
 func (n *Node) Replicate(c *core.Change) core.Ack {
-	kind := KindDelta
+	kind := wire.KindDelta
 	switch {
 	case c.Removed:
-		kind = KindRemove
+		kind = wire.KindRemove
 		n.touches.forget(c.ID)
 	case c.Full:
-		kind = KindFull
+		kind = wire.KindFull
 		if c.PrevID != "" {
 			n.touches.forget(c.PrevID)
 		}
@@ -274,7 +275,7 @@ func (n *Node) Replicate(c *core.Change) core.Ack {
 	default:
 		n.touches.mark(c.ID, c.Accessed.UnixNano())
 	}
-	b, full := n.sender.enqueue(Record{Kind: kind, Change: c})
+	b, full := n.sender.enqueue(wire.Record{Kind: kind, Change: c})
 	if n.cfg.Mode == Async || (b == nil && !full) {
 		return nil
 	}
@@ -289,7 +290,7 @@ func (n *Node) Flush(ctx context.Context) error { return n.sender.flush(ctx) }
 // TouchInterval reaches the buddy.
 func (n *Node) Touch(id string, at time.Time) {
 	if n.touches.due(id, at.UnixNano(), int64(n.cfg.TouchInterval)) {
-		n.sender.enqueue(Record{Kind: KindTouch, Change: &core.Change{ID: id, Accessed: at}})
+		n.sender.enqueue(wire.Record{Kind: wire.KindTouch, Change: &core.Change{ID: id, Accessed: at}})
 	}
 }
 
@@ -305,17 +306,17 @@ func (n *Node) BackupIDs(owner string) []string { return n.backups.ids(owner) }
 
 // fullCopies returns full-copy records of the given sessions, or removals
 // for those this node no longer holds.
-func (n *Node) fullCopies(ids []string) []Record {
+func (n *Node) fullCopies(ids []string) []wire.Record {
 	m := n.mgr.Load()
-	out := make([]Record, 0, len(ids))
+	out := make([]wire.Record, 0, len(ids))
 	for _, id := range ids {
 		if m != nil {
 			if c, ok := m.Snapshot(id); ok {
-				out = append(out, Record{Kind: KindFull, Change: c})
+				out = append(out, wire.Record{Kind: wire.KindFull, Change: c})
 				continue
 			}
 		}
-		out = append(out, Record{Kind: KindRemove, Change: &core.Change{ID: id, Removed: true}})
+		out = append(out, wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Removed: true}})
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
 	"github.com/tandemsession/tandem/internal/faultnet"
 )
@@ -101,7 +102,7 @@ func TestGapTriggersFullCopy(t *testing.T) {
 	}
 	// A delta the buddy already has is ignored.
 	c, _ := a.mgr.Snapshot(u.id)
-	if got := b.node.backups.apply("n1", Record{Kind: KindDelta, Change: c}); got != ignored {
+	if got := b.node.backups.apply("n1", wire.Record{Kind: wire.KindDelta, Change: c}); got != ignored {
 		t.Fatalf("duplicate applied: %v", got)
 	}
 }

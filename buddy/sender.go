@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/core"
 )
 
@@ -18,7 +19,7 @@ var errQueueFull = errors.New("buddy: replication queue full")
 // fill while the previous batch is in flight (group commit); every
 // synchronous commit whose record is in it waits on done.
 type batch struct {
-	recs   []Record
+	recs   []wire.Record
 	bytes  int
 	done   chan struct{}
 	err    error
@@ -112,7 +113,7 @@ func approxSize(c *core.Change) int {
 // enqueue queues r and returns the batch it joined, or nil when it was not
 // queued (no buddy, or the queue was full: then the session is marked for
 // resync and full reports true).
-func (s *sender) enqueue(r Record) (b *batch, full bool) {
+func (s *sender) enqueue(r wire.Record) (b *batch, full bool) {
 	cfg := &s.n.cfg
 	s.mu.Lock()
 	if s.to.ID == "" {
@@ -120,7 +121,7 @@ func (s *sender) enqueue(r Record) (b *batch, full bool) {
 		return nil, false
 	}
 	if s.size >= cfg.QueueSize {
-		if r.Kind != KindTouch {
+		if r.Kind != wire.KindTouch {
 			s.resync[r.Change.ID] = struct{}{}
 		}
 		s.mu.Unlock()
@@ -347,7 +348,7 @@ func (s *sender) linger(stop <-chan struct{}) {
 func (s *sender) markResync(b *batch) {
 	s.mu.Lock()
 	for _, r := range b.recs {
-		if r.Kind != KindTouch {
+		if r.Kind != wire.KindTouch {
 			s.resync[r.Change.ID] = struct{}{}
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandemsession/tandem/buddy/wire"
 )
 
 // The batch stream: one long-lived full-duplex HTTP/2 request per buddy
@@ -76,7 +78,7 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		reply, rej := n.serve(MsgBatch, n.onBatch, body, plainBuf, (*bodyBuf)[:0])
+		reply, rej := n.serve(wire.MsgBatch, n.onBatch, body, plainBuf, (*bodyBuf)[:0])
 		*bodyBuf = reply
 		if rej != nil {
 			n.rejectFrame(w, rc, rej)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
 )
 
@@ -26,20 +27,20 @@ const (
 const contentType = "application/x-tandem"
 
 // replyType maps a request type to the type of its reply.
-var replyType = map[MsgType]MsgType{
-	MsgBatch:    MsgBatchReply,
-	MsgFetch:    MsgFetchReply,
-	MsgPing:     MsgPong,
-	MsgTransfer: MsgTransferReply,
-	MsgLeave:    MsgLeaveReply,
+var replyType = map[wire.MsgType]wire.MsgType{
+	wire.MsgBatch:    wire.MsgBatchReply,
+	wire.MsgFetch:    wire.MsgFetchReply,
+	wire.MsgPing:     wire.MsgPong,
+	wire.MsgTransfer: wire.MsgTransferReply,
+	wire.MsgLeave:    wire.MsgLeaveReply,
 }
 
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(pathFetch, n.endpoint(MsgFetch, n.onFetch))
-	mux.Handle(pathPing, n.endpoint(MsgPing, n.onPing))
-	mux.Handle(pathTransfer, n.endpoint(MsgTransfer, n.onTransfer))
-	mux.Handle(pathLeave, n.endpoint(MsgLeave, n.onLeave))
+	mux.Handle(pathFetch, n.endpoint(wire.MsgFetch, n.onFetch))
+	mux.Handle(pathPing, n.endpoint(wire.MsgPing, n.onPing))
+	mux.Handle(pathTransfer, n.endpoint(wire.MsgTransfer, n.onTransfer))
+	mux.Handle(pathLeave, n.endpoint(wire.MsgLeave, n.onLeave))
 	mux.HandleFunc(pathStream, n.serveStream)
 	return mux
 }
@@ -64,7 +65,7 @@ type handler func(from string, payload []byte) ([]byte, error)
 
 // endpoint wraps a handler of opened payloads: it bounds and opens the
 // request, authenticates the sender, rejects replays, and seals the reply.
-func (n *Node) endpoint(typ MsgType, handle handler) http.Handler {
+func (n *Node) endpoint(typ wire.MsgType, handle handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.ProtoMajor != 2 {
 			n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
@@ -99,7 +100,7 @@ func (n *Node) endpoint(typ MsgType, handle handler) http.Handler {
 // serve opens one sealed request of type typ (into plain), authenticates
 // its sender, rejects replays, runs handle and appends the sealed reply to
 // dst.
-func (n *Node) serve(typ MsgType, handle handler, body []byte, plain *[]byte, dst []byte) ([]byte, *rejection) {
+func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byte, dst []byte) ([]byte, *rejection) {
 	n.stats.bytesReceived.Add(uint64(len(body)))
 	h, payload, err := n.sealer.Open((*plain)[:0], body)
 	*plain = payload
@@ -111,10 +112,10 @@ func (n *Node) serve(typ MsgType, handle handler, body []byte, plain *[]byte, ds
 	}
 	win, known := n.windows.get(h.From)
 	if !known {
-		return dst, &rejection{http.StatusForbidden, RejectUnknown, fmt.Errorf("%w: %q", ErrUnknownNode, h.From)}
+		return dst, &rejection{http.StatusForbidden, RejectUnknown, fmt.Errorf("%w: %q", wire.ErrUnknownNode, h.From)}
 	}
 	if !win.Accept(h.Seq) {
-		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d", ErrReplay, h.From, h.Seq)}
+		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d", wire.ErrReplay, h.From, h.Seq)}
 	}
 	reply, err := handle(h.From, payload)
 	if err != nil {
@@ -131,9 +132,9 @@ func openRejection(err error) *rejection {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrVersion):
+	case errors.Is(err, wire.ErrVersion):
 		return &rejection{http.StatusBadRequest, RejectVersion, err}
-	case errors.Is(err, ErrAuth):
+	case errors.Is(err, wire.ErrAuth):
 		return &rejection{http.StatusUnauthorized, RejectAuth, err}
 	default:
 		return &rejection{http.StatusBadRequest, RejectMalformed, err}
@@ -147,7 +148,7 @@ func (n *Node) reject(w http.ResponseWriter, rej *rejection) {
 }
 
 // decodeBatch decompresses and decodes a batch payload.
-func (n *Node) decodeBatch(payload []byte) ([]Record, error) {
+func (n *Node) decodeBatch(payload []byte) ([]wire.Record, error) {
 	buf := n.bufs.get()
 	defer n.bufs.put(buf)
 	raw, err := n.comp.Decode((*buf)[:0], payload, n.cfg.MaxDecodedSize)
@@ -158,11 +159,11 @@ func (n *Node) decodeBatch(payload []byte) ([]Record, error) {
 	if err != nil {
 		return nil, &rejection{http.StatusBadRequest, RejectMalformed, err}
 	}
-	recs, err := DecodeBatch(raw, n.cfg.Limits)
+	recs, err := wire.DecodeBatch(raw, n.cfg.Limits)
 	switch {
-	case errors.Is(err, ErrVersion):
+	case errors.Is(err, wire.ErrVersion):
 		return nil, &rejection{http.StatusBadRequest, RejectVersion, err}
-	case errors.Is(err, ErrLimit):
+	case errors.Is(err, wire.ErrLimit):
 		return nil, &rejection{http.StatusRequestEntityTooLarge, RejectTooLarge, err}
 	case err != nil:
 		return nil, &rejection{http.StatusBadRequest, RejectMalformed, err}
@@ -176,7 +177,7 @@ func (n *Node) onBatch(from string, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var reply BatchReply
+	var reply wire.BatchReply
 	for _, r := range recs {
 		switch n.backups.apply(from, r) {
 		case applied:
@@ -188,22 +189,22 @@ func (n *Node) onBatch(from string, payload []byte) ([]byte, error) {
 			reply.NeedFull = append(reply.NeedFull, r.Change.ID)
 		}
 	}
-	return AppendReply(nil, reply), nil
+	return wire.AppendReply(nil, reply), nil
 }
 
 // sendBatch encodes, compresses and seals recs and sends them to peer on
 // the sender's batch stream. It returns the reply and the raw and wire
 // sizes.
-func (s *sender) sendBatch(to Peer, recs []Record) (reply BatchReply, raw, wire int, err error) {
+func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, raw, onWire int, err error) {
 	n := s.n
 	encBuf, payloadBuf, frameBuf := n.bufs.get(), n.bufs.get(), n.bufs.get()
 	defer n.bufs.put(encBuf)
 	defer n.bufs.put(payloadBuf)
 	defer n.bufs.put(frameBuf)
-	enc := AppendBatch((*encBuf)[:0], recs)
+	enc := wire.AppendBatch((*encBuf)[:0], recs)
 	payload := n.comp.Encode((*payloadBuf)[:0], enc)
 	*encBuf, *payloadBuf = enc, payload
-	wire = n.sealer.Overhead(to.ID) + len(payload)
+	onWire = n.sealer.Overhead(to.ID) + len(payload)
 	var out []byte
 	var seq uint64
 	for {
@@ -212,8 +213,8 @@ func (s *sender) sendBatch(to Peer, recs []Record) (reply BatchReply, raw, wire 
 			return reply, len(enc), 0, err
 		}
 		seq = n.seq.Add(1)
-		frame := binary.AppendUvarint((*frameBuf)[:0], uint64(wire))
-		frame = n.sealer.Seal(frame, to.ID, MsgBatch, seq, payload)
+		frame := binary.AppendUvarint((*frameBuf)[:0], uint64(onWire))
+		frame = n.sealer.Seal(frame, to.ID, wire.MsgBatch, seq, payload)
 		*frameBuf = frame
 		out, err = st.roundTrip(frame, n.cfg.MaxBodySize, n.cfg.ReplicationTimeout)
 		if err == nil {
@@ -221,7 +222,7 @@ func (s *sender) sendBatch(to Peer, recs []Record) (reply BatchReply, raw, wire 
 		}
 		s.closeStream()
 		if !st.used || errors.Is(err, errStreamTimeout) || errors.Is(err, errPeerRejected) {
-			return reply, len(enc), wire, err
+			return reply, len(enc), onWire, err
 		}
 		// A stream that worked before may have been ended by the peer
 		// while idle: resend once on a new one. Resending is safe: a
@@ -229,18 +230,18 @@ func (s *sender) sendBatch(to Peer, recs []Record) (reply BatchReply, raw, wire 
 	}
 	h, plain, err := n.sealer.Open(nil, out)
 	if err != nil {
-		return reply, len(enc), wire, fmt.Errorf("buddy: reply from %s: %w", to.ID, err)
+		return reply, len(enc), onWire, fmt.Errorf("buddy: reply from %s: %w", to.ID, err)
 	}
-	if h.From != to.ID || h.Seq != seq || h.Type != MsgBatchReply {
-		return reply, len(enc), wire, fmt.Errorf("buddy: reply from %s does not match the request: %w", to.ID, ErrAuth)
+	if h.From != to.ID || h.Seq != seq || h.Type != wire.MsgBatchReply {
+		return reply, len(enc), onWire, fmt.Errorf("buddy: reply from %s does not match the request: %w", to.ID, wire.ErrAuth)
 	}
-	reply, err = DecodeReply(plain, n.cfg.Limits)
-	return reply, len(enc), wire, err
+	reply, err = wire.DecodeReply(plain, n.cfg.Limits)
+	return reply, len(enc), onWire, err
 }
 
 // call seals payload for peer, posts it and opens the reply. The sealed
 // body is not pooled: the transport may still read it after Do returns.
-func (n *Node) call(ctx context.Context, to Peer, path string, typ MsgType, payload []byte) ([]byte, int, error) {
+func (n *Node) call(ctx context.Context, to Peer, path string, typ wire.MsgType, payload []byte) ([]byte, int, error) {
 	seq := n.seq.Add(1)
 	body := n.sealer.Seal(nil, to.ID, typ, seq, payload)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+to.Addr+path, bytes.NewReader(body))
@@ -268,7 +269,7 @@ func (n *Node) call(ctx context.Context, to Peer, path string, typ MsgType, payl
 		return nil, len(body), fmt.Errorf("buddy: reply from %s: %w", to.ID, err)
 	}
 	if h.From != to.ID || h.Seq != seq || h.Type != replyType[typ] {
-		return nil, len(body), fmt.Errorf("buddy: reply from %s does not match the request: %w", to.ID, ErrAuth)
+		return nil, len(body), fmt.Errorf("buddy: reply from %s does not match the request: %w", to.ID, wire.ErrAuth)
 	}
 	return out, len(body), nil
 }

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
 	"github.com/tandemsession/tandem/core"
 )
@@ -106,18 +107,18 @@ func post(t *testing.T, addr string, env []byte) int {
 
 func sealedBatch(t *testing.T, from string, key []byte, to string, seq uint64, payload []byte) []byte {
 	t.Helper()
-	s, err := NewSealer(from, [][]byte{key})
+	s, err := wire.NewSealer(from, [][]byte{key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.Seal(nil, to, MsgBatch, seq, payload)
+	return s.Seal(nil, to, wire.MsgBatch, seq, payload)
 }
 
 func TestHostileRequestsAreRejected(t *testing.T) {
 	ms := cluster(t, 2, func(c *Config) { c.MaxBodySize = 64 << 10; c.MaxDecodedSize = 256 << 10 })
 	b := ms[1]
 	comp, _ := compress.New(compress.Config{})
-	valid := comp.Encode(nil, AppendBatch(nil, []Record{{Kind: KindFull, Change: &core.Change{
+	valid := comp.Encode(nil, wire.AppendBatch(nil, []wire.Record{{Kind: wire.KindFull, Change: &core.Change{
 		ID: "AAAAAAAAAAAAAAAAAAAAAAAA", Version: 1, Full: true, Set: []core.Attr{{Key: "k", Value: []byte("1")}}}}}))
 	seq := uint64(time.Now().UnixNano())
 	otherKey := bytes.Repeat([]byte("x"), 32)
@@ -168,7 +169,7 @@ func TestHostileStreamsAreRejected(t *testing.T) {
 	b := ms[1]
 	comp, _ := compress.New(compress.Config{})
 	batch := func(id string) []byte {
-		return comp.Encode(nil, AppendBatch(nil, []Record{{Kind: KindFull, Change: &core.Change{
+		return comp.Encode(nil, wire.AppendBatch(nil, []wire.Record{{Kind: wire.KindFull, Change: &core.Change{
 			ID: id, Version: 1, Full: true, Set: []core.Attr{{Key: "k", Value: []byte("1")}}}}}))
 	}
 	seq := uint64(time.Now().UnixNano())
@@ -190,8 +191,8 @@ func TestHostileStreamsAreRejected(t *testing.T) {
 		{"truncated frame", append(binary.AppendUvarint(nil, 500), "short"...), []int{400}, RejectMalformed, 0},
 		{"forged frame ends the stream", concat(good("AAAAAAAAAAAAAAAAAAAAAAA3"), forged, good("AAAAAAAAAAAAAAAAAAAAAAA4")), []int{200, 401}, RejectAuth, 1},
 		{"a frame of another type", streamFrame(func() []byte {
-			s, _ := NewSealer("n1", [][]byte{testClusterKey})
-			return s.Seal(nil, "n2", MsgPing, seq+200, nil)
+			s, _ := wire.NewSealer("n1", [][]byte{testClusterKey})
+			return s.Seal(nil, "n2", wire.MsgPing, seq+200, nil)
 		}()), []int{400}, RejectMalformed, 0},
 		{"empty stream", nil, nil, "", 0},
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tandemsession/tandem/bench/internal/inproc"
 	"github.com/tandemsession/tandem/bench/internal/loadgen"
 	"github.com/tandemsession/tandem/buddy"
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
 	"github.com/tandemsession/tandem/core"
 	"github.com/tandemsession/tandem/internal/nodeapp"
@@ -234,19 +235,19 @@ func trainDictionary(sample []loadgen.Attr) ([]byte, error) {
 	var samples [][]byte
 	now := time.Now()
 	for i := range dictSamples {
-		var recs []buddy.Record
+		var recs []wire.Record
 		for j := range 1 + i%4 {
 			a := sample[(i*7+j)%len(sample)]
 			v, err := core.JSONCodec{}.Marshal(loadgen.Vary(a.Value, int64(i*31+j)))
 			if err != nil {
 				return nil, err
 			}
-			recs = append(recs, buddy.Record{Kind: buddy.KindDelta, Change: &core.Change{
+			recs = append(recs, wire.Record{Kind: wire.KindDelta, Change: &core.Change{
 				ID: fmt.Sprintf("%024x", i*1000+j), Base: uint64(i), Version: uint64(i + 1),
 				Set: []core.Attr{{Key: a.Key, Value: v}}, Created: now, Accessed: now,
 			}})
 		}
-		samples = append(samples, buddy.AppendBatch(nil, recs))
+		samples = append(samples, wire.AppendBatch(nil, recs))
 	}
 	return compress.TrainDictionary(samples, compress.TrainOptions{})
 }

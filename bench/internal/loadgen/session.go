@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/tandemsession/tandem/buddy"
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
 	"github.com/tandemsession/tandem/core"
 )
@@ -127,24 +127,24 @@ func SizedSession(sample []Attr, size int) []Attr {
 // batch holding one full copy of a session with attrs: the batch encoding
 // of a KindFull record, compressed with cc, sealed for a peer. It is what a
 // replication protocol that ships whole sessions would send per write.
-func FullCopyWireSize(attrs []Attr, cc compress.Config) (raw, wire int, err error) {
+func FullCopyWireSize(attrs []Attr, cc compress.Config) (raw, onWire int, err error) {
 	ch := &core.Change{ID: "0123456789abcdefghijklmnopqrstuv"[:24], Base: 41, Version: 42, Full: true}
 	for _, a := range attrs {
 		v, _ := core.JSONCodec{}.Marshal(a.Value)
 		ch.Set = append(ch.Set, core.Attr{Key: a.Key, Value: v})
 	}
 	sort.Slice(ch.Set, func(i, j int) bool { return ch.Set[i].Key < ch.Set[j].Key })
-	return RecordWireSize(buddy.Record{Kind: buddy.KindFull, Change: ch}, cc)
+	return RecordWireSize(wire.Record{Kind: wire.KindFull, Change: ch}, cc)
 }
 
 // RecordWireSize is the size of a batch holding rec alone, raw and as
 // sent: encoded, compressed with cc and sealed from node "n1" to "n2".
-func RecordWireSize(rec buddy.Record, cc compress.Config) (raw, wire int, err error) {
+func RecordWireSize(rec wire.Record, cc compress.Config) (raw, onWire int, err error) {
 	comp, err := compress.New(cc)
 	if err != nil {
 		return 0, 0, err
 	}
-	sealer, err := buddy.NewSealer("n1", [][]byte{make([]byte, buddy.ClusterKeySize)})
+	sealer, err := wire.NewSealer("n1", [][]byte{make([]byte, wire.ClusterKeySize)})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -155,8 +155,8 @@ func RecordWireSize(rec buddy.Record, cc compress.Config) (raw, wire int, err er
 		c.Accessed = c.Created
 		rec.Change = &c
 	}
-	enc := buddy.AppendBatch(nil, []buddy.Record{rec})
+	enc := wire.AppendBatch(nil, []wire.Record{rec})
 	payload := comp.Encode(nil, enc)
-	body := sealer.Seal(nil, "n2", buddy.MsgBatch, 1, payload)
+	body := sealer.Seal(nil, "n2", wire.MsgBatch, 1, payload)
 	return len(enc), len(body), nil
 }

@@ -1,7 +1,10 @@
-package buddy
-
-// This file fixes the API of the wire format (wire.go) and the sealed
-// envelope (seal.go); the implementation lives in those files.
+// Package wire holds every byte layout of Tandem's replication protocol,
+// buddy/PROTOCOL.md: the sealed envelope and its replay window, batches of
+// records and their replies, the cluster messages (ping, fetch, transfer,
+// leave) and the frames of the batch stream. Package buddy speaks the
+// protocol; this package only encodes and decodes, and never panics on
+// what it decodes.
+package wire
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package buddy
+package wire
 
 import (
 	"bytes"

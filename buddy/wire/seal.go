@@ -1,4 +1,4 @@
-package buddy
+package wire
 
 // The sealed envelope: every replication request and reply travels in one,
 // so a message is authenticated and confidential even over h2c. PROTOCOL.md

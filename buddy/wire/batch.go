@@ -1,8 +1,8 @@
-package buddy
+package wire
 
-// The batch wire format. PROTOCOL.md gives the byte layout; this file is its
-// only implementation. Everything here is hand-written on encoding/binary
-// varints: no reflection, no schema, one pass each way.
+// Batches and batch replies (PROTOCOL.md sections 3 and 4). Everything here
+// is hand-written on encoding/binary varints: no reflection, no schema, one
+// pass each way.
 
 import (
 	"encoding/binary"
