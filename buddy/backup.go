@@ -12,7 +12,8 @@ import (
 )
 
 // backups holds the copies of other nodes' sessions, apart from this node's
-// own sessions (which live in core's store).
+// own sessions (which live in core's store), and the fences of the copies
+// it handed out.
 type backups struct {
 	seed   maphash.Seed
 	shards [32]backupShard
@@ -23,13 +24,28 @@ type backupShard struct {
 	m  map[string]*backup
 }
 
-// backup is one session copy.
+// backup is one session copy, or, once handed out (movedTo set), its fence:
+// the node that took the session over and the epoch it owns it under, so
+// that the former owner's later changes are refused.
 type backup struct {
 	owner    string
+	ownerInc uint64 // the owner's incarnation when it sent the copy (0: unknown)
+	epoch    uint64
 	version  uint64
-	attrs    map[string][]byte
+	attrs    map[string][]byte // nil for a fence
 	created  int64
 	accessed int64
+	movedTo  string // set: a fence
+}
+
+func (bk *backup) fence() bool { return bk.movedTo != "" }
+
+// holder is the node that owns the session as far as this copy knows.
+func (bk *backup) holder() string {
+	if bk.fence() {
+		return bk.movedTo
+	}
+	return bk.owner
 }
 
 // outcome of applying one record.
@@ -39,6 +55,7 @@ const (
 	applied outcome = iota
 	ignored         // old or duplicate
 	gap             // the delta does not follow the held version
+	fenced          // another node owns the session under a newer epoch
 )
 
 func newBackups() *backups {
@@ -53,37 +70,54 @@ func (b *backups) shard(id string) *backupShard {
 	return &b.shards[maphash.String(b.seed, id)%uint64(len(b.shards))]
 }
 
-// apply applies one record from owner.
-func (b *backups) apply(owner string, r wire.Record) outcome {
+// apply applies one record from owner, running as incarnation inc. A
+// record from an older epoch than
+// the copy's (or fence's), or from the same epoch but another owner, is
+// fenced: the returned wire.Fence names the holder and epoch.
+func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.Fence) {
 	c := r.Change
 	if r.Kind == wire.KindFull && c.PrevID != "" {
-		b.remove(c.PrevID)
+		b.removeFrom(c.PrevID, owner)
+	}
+	if r.Kind == wire.KindRemove && c.Epoch == 0 {
+		// "Drop what you hold from me": the owner no longer has it and
+		// does not know its epoch (a full resend of a session gone since).
+		if b.removeFrom(c.ID, owner) {
+			return applied, wire.Fence{}
+		}
+		return ignored, wire.Fence{}
 	}
 	sh := b.shard(c.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	cur := sh.m[c.ID]
+	if cur != nil && (c.Epoch < cur.epoch || c.Epoch == cur.epoch && cur.owner != owner && !cur.fence()) {
+		return fenced, wire.Fence{ID: c.ID, Holder: cur.holder(), Epoch: cur.epoch}
+	}
+	if cur != nil && cur.fence() {
+		cur = nil // the fence is not older than the record: as if absent
+	}
 	switch r.Kind {
 	case wire.KindFull:
-		if cur != nil && cur.version > c.Version {
-			return ignored
+		if cur != nil && cur.epoch == c.Epoch && cur.version > c.Version {
+			return ignored, wire.Fence{}
 		}
-		bk := &backup{owner: owner, version: c.Version, attrs: make(map[string][]byte, len(c.Set)),
+		bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: make(map[string][]byte, len(c.Set)),
 			created: c.Created.UnixNano(), accessed: c.Accessed.UnixNano()}
 		for _, a := range c.Set {
 			bk.attrs[a.Key] = a.Value
 		}
 		sh.m[c.ID] = bk
-		return applied
+		return applied, wire.Fence{}
 	case wire.KindDelta:
-		if cur == nil || cur.owner != owner {
-			return gap
+		if cur == nil || cur.epoch != c.Epoch {
+			return gap, wire.Fence{}
 		}
 		if c.Version <= cur.version {
-			return ignored
+			return ignored, wire.Fence{}
 		}
 		if c.Base != cur.version {
-			return gap
+			return gap, wire.Fence{}
 		}
 		if c.Clear {
 			cur.attrs = make(map[string][]byte, len(c.Set))
@@ -94,74 +128,108 @@ func (b *backups) apply(owner string, r wire.Record) outcome {
 		for _, a := range c.Set {
 			cur.attrs[a.Key] = a.Value
 		}
-		cur.version, cur.owner = c.Version, owner
+		cur.version = c.Version
 		cur.accessed = max(cur.accessed, c.Accessed.UnixNano())
-		return applied
+		if inc != 0 {
+			cur.ownerInc = inc
+		}
+		return applied, wire.Fence{}
 	case wire.KindRemove:
-		if cur == nil || cur.owner != owner {
-			return ignored // gone already, or moved to another owner
+		if cur == nil {
+			return ignored, wire.Fence{} // gone already
 		}
 		delete(sh.m, c.ID)
-		return applied
+		return applied, wire.Fence{}
 	case wire.KindTouch:
-		if cur == nil || cur.owner != owner {
-			return ignored
+		if cur == nil || cur.epoch != c.Epoch {
+			return ignored, wire.Fence{}
 		}
 		cur.accessed = max(cur.accessed, c.Accessed.UnixNano())
-		return applied
+		return applied, wire.Fence{}
 	}
-	return ignored
+	return ignored, wire.Fence{}
 }
 
-func (b *backups) remove(id string) {
-	sh := b.shard(id)
-	sh.mu.Lock()
-	delete(sh.m, id)
-	sh.mu.Unlock()
+// entry is what the node knows of one session ID: a copy or a fence.
+type entry struct {
+	holder string // the copy's owner, or the node a fence points to
+	inc    uint64 // the owner's incarnation when it sent the copy
+	fence  bool
 }
 
-// ownerOf returns the owner of the copy of id, if one is held.
-func (b *backups) ownerOf(id string) (string, bool) {
+// lookup returns what the node holds of session id.
+func (b *backups) lookup(id string) (entry, bool) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	bk, ok := sh.m[id]
 	if !ok {
-		return "", false
+		return entry{}, false
 	}
-	return bk.owner, true
+	return entry{holder: bk.holder(), inc: bk.ownerInc, fence: bk.fence()}, true
 }
 
-// take removes the copy of id and returns it as a full copy.
-func (b *backups) take(id string) (*core.Change, string, bool) {
+// handOut turns the copy of id from owner into a fence for the node to
+// that takes the session over, and returns the copy. The session's epoch
+// under to is the copy's plus one; the former owner's changes from older
+// epochs are refused from now on.
+func (b *backups) handOut(id, owner, to string) (*core.Change, bool) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	bk, ok := sh.m[id]
-	if !ok {
-		return nil, "", false
+	if !ok || bk.fence() || bk.owner != owner {
+		return nil, false
 	}
-	delete(sh.m, id)
-	return bk.change(id), bk.owner, true
+	c := bk.change(id)
+	sh.m[id] = &backup{owner: bk.owner, epoch: bk.epoch + 1, version: bk.version, created: bk.created, accessed: bk.accessed, movedTo: to}
+	return c, true
 }
 
-// removeFrom drops the copy of id if owner sent it.
-func (b *backups) removeFrom(id, owner string) {
+// take removes the copy of id from owner and returns it.
+func (b *backups) take(id, owner string) (*core.Change, bool) {
 	sh := b.shard(id)
 	sh.mu.Lock()
-	if bk, ok := sh.m[id]; ok && bk.owner == owner {
+	defer sh.mu.Unlock()
+	bk, ok := sh.m[id]
+	if !ok || bk.fence() || bk.owner != owner {
+		return nil, false
+	}
+	delete(sh.m, id)
+	return bk.change(id), true
+}
+
+// dropOlder drops the copy of id held from any owner if it is from an
+// epoch up to epoch: this node owns the session under epoch, so such a
+// copy is a stale leftover that must never be handed out.
+func (b *backups) dropOlder(id string, epoch uint64) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.epoch <= epoch {
 		delete(sh.m, id)
 	}
 	sh.mu.Unlock()
 }
 
-// get returns a full copy of the backup of id.
+// removeFrom drops the copy of id if owner sent it.
+func (b *backups) removeFrom(id, owner string) bool {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.owner == owner {
+		delete(sh.m, id)
+		return true
+	}
+	return false
+}
+
+// get returns a full copy of the backup of id and its owner.
 func (b *backups) get(id string) (*core.Change, string, bool) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	bk, ok := sh.m[id]
-	if !ok {
+	if !ok || bk.fence() {
 		return nil, "", false
 	}
 	return bk.change(id), bk.owner, true
@@ -172,13 +240,14 @@ func (bk *backup) change(id string) *core.Change {
 	for _, k := range slices.Sorted(maps.Keys(bk.attrs)) {
 		set = append(set, core.Attr{Key: k, Value: bk.attrs[k]})
 	}
-	return &core.Change{ID: id, Version: bk.version, Full: true, Set: set,
+	return &core.Change{ID: id, Version: bk.version, Epoch: bk.epoch, Full: true, Set: set,
 		Created: unixTime(bk.created), Accessed: unixTime(bk.accessed)}
 }
 
-// expire drops the copies whose session must have expired on the owner: idle
-// for longer than idle (the owner's idle timeout plus the touch interval) or
-// older than life. It returns how many it dropped.
+// expire drops the copies, and fences, whose session must have expired on
+// the owner: idle for longer than idle (the owner's idle timeout plus the
+// touch interval) or older than life. It returns how many copies it
+// dropped.
 func (b *backups) expire(now, idle, life int64) int {
 	n := 0
 	for i := range b.shards {
@@ -187,6 +256,24 @@ func (b *backups) expire(now, idle, life int64) int {
 		for id, bk := range sh.m {
 			if bk.accessed+idle <= now || bk.created+life <= now {
 				delete(sh.m, id)
+				if !bk.fence() {
+					n++
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// len returns the number of copies held, fences not counted.
+func (b *backups) len() int {
+	n := 0
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		for _, bk := range sh.m {
+			if !bk.fence() {
 				n++
 			}
 		}
@@ -195,26 +282,15 @@ func (b *backups) expire(now, idle, life int64) int {
 	return n
 }
 
-// len returns the number of copies held.
-func (b *backups) len() int {
-	n := 0
-	for i := range b.shards {
-		sh := &b.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
-
-// ids returns the IDs held for owner ("" for every owner), sorted.
+// ids returns the IDs of the copies held for owner ("" for every owner),
+// sorted; fences are not copies.
 func (b *backups) ids(owner string) []string {
 	var out []string
 	for i := range b.shards {
 		sh := &b.shards[i]
 		sh.mu.Lock()
 		for id, bk := range sh.m {
-			if owner == "" || bk.owner == owner {
+			if !bk.fence() && (owner == "" || bk.owner == owner) {
 				out = append(out, id)
 			}
 		}

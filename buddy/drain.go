@@ -17,26 +17,20 @@ func (n *Node) releaseOld(old Peer, gen uint64) {
 		if err := n.sender.flush(n.ctx); err != nil {
 			return // the buddy changed or failed again; the next transfer takes over
 		}
-		s := n.sender
-		s.mu.Lock()
-		current := s.generation == gen
-		s.mu.Unlock()
-		if !current || old.ID == "" || !n.reachable(old.ID) || old.ID == s.buddy().ID {
+		if !n.sender.current(gen) || old.ID == "" || !n.view.answers(old.ID) || old.ID == n.sender.buddy().ID {
 			return
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
 		defer cancel()
-		if _, _, err := n.call(ctx, old, pathTransfer, wire.MsgTransfer, []byte{opDrop}); err != nil {
+		drop := wire.AppendTransfer(nil, wire.Transfer{Op: wire.TransferDrop, Incarnation: n.incarnation})
+		if _, _, err := n.call(ctx, old, pathTransfer, wire.MsgTransfer, drop); err != nil {
 			n.log.Debug("buddy: old buddy not told to drop its copies", "peer", old.ID, "err", err)
 		}
 	})
 }
 
 // resyncAll queues a full copy of every session this node owns.
-func (n *Node) resyncAll() {
-	n.sender.addResync(n.sessionIDs())
-	n.sender.signal()
-}
+func (n *Node) resyncAll() { n.sender.addResync(n.sessionIDs()) }
 
 // sessionIDs lists the sessions this node owns.
 func (n *Node) sessionIDs() []string {
@@ -57,9 +51,12 @@ func (n *Node) sessionIDs() []string {
 // as their new owner, tells the peers it is leaving, and stops. Call it
 // after the application's http.Server.Shutdown, so no request is still
 // running here. A rolling restart that drains each node in turn logs nobody
-// out. If the buddy fails meanwhile, the next live node takes its place.
-// When ctx ends first, the node stops anyway and returns ctx's error:
-// sessions whose copy reached the buddy survive; their owner is gone.
+// out. Meanwhile peers see the node draining: they no longer pick it as a
+// buddy, and a request for one of its sessions that reaches another node
+// gets the session from it, or from the buddy once the handover began. If
+// the buddy fails meanwhile, the next live node takes its place. When ctx
+// ends first, the node stops anyway and returns ctx's error: sessions whose
+// copy reached the buddy survive; their owner is gone.
 func (n *Node) Shutdown(ctx context.Context) error {
 	if n.draining.Swap(true) {
 		return errors.New("buddy: Shutdown called twice")
@@ -70,13 +67,15 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		m.Drain()
 	}
 	defer n.announceLeave(ctx)
+	// Peers learn of the drain from the next pings.
+	n.probeAll()
 	for {
 		to := n.sender.buddy()
 		if to.ID == "" {
 			n.log.Warn("buddy: draining alone: this node's sessions end with it")
 			return nil
 		}
-		err := n.handOver(ctx, to)
+		err := n.handOverAll(ctx, to)
 		if err == nil {
 			n.log.Info("buddy: drained", "to", to.ID)
 			return nil
@@ -89,8 +88,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 }
 
-// handOver makes sure to holds every session, then has it take them over.
-func (n *Node) handOver(ctx context.Context, to Peer) error {
+// handOverAll makes sure to holds every session, then has it take them
+// over.
+func (n *Node) handOverAll(ctx context.Context, to Peer) error {
 	// Every session, in full: whatever a degraded or async commit did not
 	// deliver is on the buddy after this.
 	n.resyncAll()
@@ -106,7 +106,8 @@ func (n *Node) handOver(ctx context.Context, to Peer) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 4*n.cfg.ReplicationTimeout)
 	defer cancel()
-	if _, _, err := n.call(pctx, to, pathTransfer, wire.MsgTransfer, []byte{opPromote}); err != nil {
+	promote := wire.AppendTransfer(nil, wire.Transfer{Op: wire.TransferPromote, Incarnation: n.incarnation})
+	if _, _, err := n.call(pctx, to, pathTransfer, wire.MsgTransfer, promote); err != nil {
 		n.handingOver.Store(false)
 		return fmt.Errorf("%s did not take the sessions over: %w", to.ID, err)
 	}
@@ -128,20 +129,15 @@ func (n *Node) flushTo(ctx context.Context, to Peer) error {
 	return nil
 }
 
-// announceLeave tells every reachable peer that this node is gone.
+// announceLeave tells every peer in the ring that this node is gone. The
+// node stops pinging first, so that no ping of it follows its leave.
 func (n *Node) announceLeave(ctx context.Context) {
-	n.view.mu.Lock()
-	var peers []Peer
-	for _, p := range n.view.peers {
-		if p.state.inRing() {
-			peers = append(peers, p.Peer)
-		}
-	}
-	n.view.mu.Unlock()
+	close(n.probesOff)
+	leave := wire.AppendLeave(nil, wire.Leave{Incarnation: n.incarnation})
 	var wg sync.WaitGroup
-	for _, p := range peers {
+	for _, p := range n.view.ringPeers() {
 		wg.Go(func() {
-			if _, _, err := n.call(ctx, p, pathLeave, wire.MsgLeave, nil); err != nil {
+			if _, _, err := n.call(ctx, p, pathLeave, wire.MsgLeave, leave); err != nil {
 				n.log.Debug("buddy: leave not delivered", "peer", p.ID, "err", err)
 			}
 		})
@@ -149,8 +145,16 @@ func (n *Node) announceLeave(ctx context.Context) {
 	wg.Wait()
 }
 
-// onLeave records a peer's graceful departure.
-func (n *Node) onLeave(from string, _ []byte) ([]byte, error) {
-	n.markLeft(from)
+// onLeave records a peer's graceful departure. A leave that names another
+// incarnation of the sender than the one this node knows is stale.
+func (n *Node) onLeave(from string, payload []byte) ([]byte, error) {
+	l, err := wire.DecodeLeave(payload)
+	if err != nil {
+		return nil, malformed(err)
+	}
+	if inc := n.view.incarnation(from); inc != 0 && l.Incarnation != inc {
+		return nil, &rejection{409, RejectStale, fmt.Errorf("leave from %s's incarnation %d; it runs as %d", from, l.Incarnation, inc)}
+	}
+	n.markLeft(from, l.Incarnation)
 	return nil, nil
 }

@@ -3,9 +3,11 @@ package buddy
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -34,9 +36,9 @@ func (m *member) dead() bool { return m.gone.Load() }
 
 // kill stops the member at once, as a crash would: no handover.
 func (m *member) kill() {
+	m.gone.Store(true) // first: a request answered while it stops is not acknowledged
 	m.mgr.Close()
 	m.node.Close()
-	m.gone.Store(true)
 }
 
 // restart starts a fresh, empty node with the member's ID and address.
@@ -133,11 +135,19 @@ func waitRing(t testing.TB, ms []*member) {
 
 func startMember(t testing.TB, cfg Config) *member {
 	t.Helper()
+	var log *slog.Logger
+	if os.Getenv("TANDEM_TEST_LOG") != "" {
+		// Debugging aid: every node's log on stderr.
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		if cfg.Logger == nil {
+			cfg.Logger = log
+		}
+	}
 	node, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := core.NewManager(core.Config{Keys: []core.KeyPair{testCookieKey}, Replicator: node})
+	mgr, err := core.NewManager(core.Config{Keys: []core.KeyPair{testCookieKey}, Replicator: node, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,3 +239,9 @@ func attrs(c *core.Change) string {
 	sort.Strings(parts)
 	return fmt.Sprint(parts)
 }
+
+// alive reports whether n has peer id in its ring.
+func (n *Node) alive(id string) bool { return n.view.inRing(id) }
+
+// GoString keeps rapid's logs short: a member is its node's ID.
+func (m *member) GoString() string { return m.cfg.ID }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +51,11 @@ type writer struct {
 // the request ran counts as acknowledged.
 func (w *writer) write(m *member, k, v string) bool {
 	deadBefore := m.dead()
+	before := w.b.id
 	rec := w.b.do(m, "/set?"+k+"="+v)
+	if os.Getenv("TANDEM_TEST_LOG") != "" {
+		fmt.Fprintf(os.Stderr, "write %s=%s via %s: %d session %s -> %s\n", k, v, m.node.ID(), rec.Code, before, w.b.id)
+	}
 	if rec.Code != http.StatusOK || deadBefore || m.dead() {
 		return false
 	}
@@ -328,3 +333,6 @@ func TestShutdownFallsBackToNextBuddy(t *testing.T) {
 		w.check(t, n3)
 	}
 }
+
+// GoString keeps rapid's logs short.
+func (w *writer) GoString() string { return fmt.Sprintf("writer(%s, %v)", w.b.id, w.acked) }

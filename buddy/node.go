@@ -21,6 +21,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,14 +35,24 @@ import (
 )
 
 // Node is one member of a Tandem cluster. Create it with New, hand it to
-// core.Config.Replicator, and stop it with Close.
+// core.Config.Replicator, and stop it with Shutdown (which hands its
+// sessions over); Close stops it at once, as a crash would.
+//
+// Locks, in the order they may be taken: a session's record lock (core;
+// Replicate runs under it), then the sender's (sender.mu). The view's
+// lock, the backups' shard locks, the caches' locks and the windows' lock
+// are leaves: nothing is taken under them. A per-session stripe of
+// n.handoff is taken before core's locks (Surrender, Install) and the
+// backups' (handOut, take). Nothing waits on the network under a lock
+// but a handoff stripe, which a hand-out holds while the session's
+// requests finish (bounded by handoverWait).
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	sealer  *wire.Sealer
 	comp    *compress.Compressor
 	bufs    bufPool
-	view    view
+	view    *view
 	windows windowSet
 	seq     atomic.Uint64
 
@@ -49,15 +60,19 @@ type Node struct {
 	draining    atomic.Bool
 	handingOver atomic.Bool               // draining, and the buddy holds every session
 	location    atomic.Pointer[[2]string] // owner, backup for cookies
+	fp          atomic.Pointer[fingerprint]
 	misses      missCache
-	handoff     sync.Mutex // serializes fetch hand-outs with promotions
+	handoff     stripes // serializes a session's hand-outs with its promotion
 	moves       moveCache
+	probesOff   chan struct{} // closed by Shutdown before it announces the leave
 
-	mgr     atomic.Pointer[core.Manager]
-	backups *backups
-	sender  *sender
-	touches touchThrottle
-	stats   counters
+	mgr atomic.Pointer[core.Manager]
+	// lastDegradedLog rate-limits the log line of degraded commits.
+	lastDegradedLog atomic.Int64
+	backups         *backups
+	sender          *sender
+	touches         touchThrottle
+	stats           counters
 
 	ln     net.Listener
 	srv    *http.Server
@@ -97,15 +112,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
-		view: view{peers: make(map[string]*peerState)}, windows: windowSet{m: make(map[string]*wire.ReplayWindow)},
-		backups: newBackups(), stop: make(chan struct{}), incarnation: uint64(time.Now().UnixNano()),
+		view: newView(cfg.ID, cfg.Zone, cfg.Peers), windows: windowSet{m: make(map[string]*wire.ReplayWindow)},
+		backups: newBackups(), stop: make(chan struct{}), probesOff: make(chan struct{}),
+		incarnation: uint64(time.Now().UnixNano()),
 	}
+	n.handoff.seed = maphash.MakeSeed()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.seq.Store(n.incarnation)
 	n.touches.init()
 	for _, p := range cfg.Peers {
 		if p.ID != cfg.ID {
-			n.view.peers[p.ID] = &peerState{Peer: p}
 			n.windows.add(p.ID)
 		}
 	}
@@ -249,8 +265,13 @@ func (n *Node) Close() error {
 }
 
 // Bind implements core.Binder: the node reads the manager's sessions to send
-// full copies.
-func (n *Node) Bind(m *core.Manager) { n.mgr.Store(m) }
+// full copies, and tells its peers the manager's fingerprint (cookie keys
+// and shared settings), so that a misconfigured node is spotted.
+func (n *Node) Bind(m *core.Manager) {
+	settings, keys := m.Fingerprint()
+	n.fp.Store(&fingerprint{settings: settings, keys: keys})
+	n.mgr.Store(m)
+}
 
 // Location implements core.Locator: this node owns the sessions it serves,
 // and its buddy backs them up.
@@ -275,11 +296,18 @@ func (n *Node) Replicate(c *core.Change) core.Ack {
 	default:
 		n.touches.mark(c.ID, c.Accessed.UnixNano())
 	}
-	b, full := n.sender.enqueue(wire.Record{Kind: kind, Change: c})
-	if n.cfg.Mode == Async || (b == nil && !full) {
+	b, q := n.sender.enqueue(wire.Record{Kind: kind, Change: c})
+	switch {
+	case n.cfg.Mode == Async:
 		return nil
+	case q == queueFull:
+		return &ack{n: n, id: c.ID, err: errQueueFull}
+	case q == noBuddy && n.view.empty():
+		return nil // a single node: nothing to replicate to
+	case q == noBuddy:
+		return &ack{n: n, id: c.ID, err: errAlone}
 	}
-	return &ack{n: n, b: b}
+	return &ack{n: n, b: b, id: c.ID}
 }
 
 // Flush waits until every change queued before the call, and every pending
@@ -316,14 +344,22 @@ func (n *Node) fullCopies(ids []string) []wire.Record {
 				continue
 			}
 		}
+		// Gone since (ended, or moved): drop whatever copy the buddy
+		// holds from this node.
 		out = append(out, wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Removed: true}})
 	}
 	return out
 }
 
-// suspect notes that the buddy failed to acknowledge in time.
-func (n *Node) suspect(err error) {
-	n.log.Warn("buddy: commit served without a second copy", "err", err)
+// degradedLog notes a commit served without a second copy, at most once a
+// second (every one is counted in Stats().Degraded).
+func (n *Node) degradedLog(err error) {
+	now := time.Now().UnixNano()
+	last := n.lastDegradedLog.Load()
+	if now-last < int64(time.Second) || !n.lastDegradedLog.CompareAndSwap(last, now) {
+		return
+	}
+	n.log.Warn("buddy: commit served without a second copy", "err", err, "degraded_total", n.stats.degraded.Load())
 }
 
 // expireLoop drops backup copies whose sessions must have expired on their
@@ -358,10 +394,7 @@ func (n *Node) ExpireBackups() int {
 
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
-	s := n.sender
-	s.mu.Lock()
-	buddy, depth, resync := s.to.ID, s.size, len(s.resync)
-	s.mu.Unlock()
+	buddy, depth, resync := n.sender.snapshot()
 	c := &n.stats
 	st := Stats{
 		ID: n.cfg.ID, Buddy: buddy, Mode: n.cfg.Mode.String(),
@@ -370,10 +403,12 @@ func (n *Node) Stats() Stats {
 		Latency: c.latency.snapshot(), QueueDepth: depth, QueueOverflows: c.queueOverflows.Load(),
 		SendErrors: c.sendErrors.Load(), Degraded: c.degraded.Load(), FullCopies: c.fullCopies.Load(),
 		Resyncs: resync, Backups: n.backups.len(), RecordsApplied: c.recordsApplied.Load(),
-		RecordsIgnored: c.recordsIgnored.Load(), GapsReported: c.gapsReported.Load(),
+		RecordsIgnored: c.recordsIgnored.Load(), GapsReported: c.gapsReported.Load(), RecordsFenced: c.recordsFenced.Load(),
 		BytesReceived: c.bytesReceived.Load(), BackupsExpired: c.backupsExpired.Load(),
 		Rejected: make(map[string]uint64), Fetches: make(map[string]uint64),
 		Failovers: c.failovers.Load(), OwnershipMoves: c.ownershipMoves.Load(), Promoted: c.promoted.Load(),
+		HandedOut: c.handedOut.Load(), FetchPending: c.fetchPending.Load(), FencedLocal: c.fencedLocal.Load(),
+		Pauses: c.pauses.Load(), ConfigMismatches: c.mismatches.Load(),
 		RingChanges: c.ringChanges.Load(), TransferSessions: c.transferSessions.Load(),
 		TransferBytes: c.transferBytes.Load(), Drains: c.drains.Load(), Peers: n.Peers(),
 		Draining: n.draining.Load(),

@@ -94,7 +94,7 @@ func TestGapTriggersFullCopy(t *testing.T) {
 	a, b := ms[0], ms[1]
 	u := &browser{t: t}
 	u.do(a, "/set?a=1&b=2")
-	b.node.backups.remove(u.id) // the buddy lost its copy
+	b.node.backups.removeFrom(u.id, "n1") // the buddy lost its copy
 	u.do(a, "/set?c=3")
 	sameCopy(t, a, b, u.id)
 	if a.node.Stats().FullCopies != 1 || b.node.Stats().GapsReported != 1 {
@@ -102,7 +102,7 @@ func TestGapTriggersFullCopy(t *testing.T) {
 	}
 	// A delta the buddy already has is ignored.
 	c, _ := a.mgr.Snapshot(u.id)
-	if got := b.node.backups.apply("n1", wire.Record{Kind: wire.KindDelta, Change: c}); got != ignored {
+	if got, _ := b.node.backups.apply("n1", 0, wire.Record{Kind: wire.KindDelta, Change: c}); got != ignored {
 		t.Fatalf("duplicate applied: %v", got)
 	}
 }

@@ -11,9 +11,14 @@ import (
 	"github.com/tandemsession/tandem/core"
 )
 
-// errQueueFull is the cause of a synchronous commit that found the queue
-// full.
-var errQueueFull = errors.New("buddy: replication queue full")
+var (
+	// errQueueFull is the cause of a synchronous commit that found the
+	// queue full.
+	errQueueFull = errors.New("buddy: replication queue full")
+	// errAlone is the cause of a synchronous commit made while no other
+	// node of the cluster answers: it exists on this node only.
+	errAlone = errors.New("buddy: no other node answers: the change has one copy")
+)
 
 // batch is a group of records sent as one request. The records of a batch
 // fill while the previous batch is in flight (group commit); every
@@ -24,6 +29,10 @@ type batch struct {
 	done   chan struct{}
 	err    error
 	resync bool // full copies from the resync set (state transfer)
+	// fenced holds the sessions whose records the buddy refused because
+	// another node owns them now: their commits fail. Written before done
+	// is closed.
+	fenced map[string]bool
 
 	// One timer per batch, not per waiting commit, bounds the waits: it
 	// starts with the first Wait and is stopped once the batch is done.
@@ -51,25 +60,47 @@ func (b *batch) finish(err error) {
 	}
 }
 
+// markFenced records that the buddy refused the records of sessions ids.
+func (b *batch) markFenced(ids []string) {
+	if b.fenced == nil {
+		b.fenced = make(map[string]bool, len(ids))
+	}
+	for _, id := range ids {
+		b.fenced[id] = true
+	}
+}
+
 // sender ships records to the buddy: one batch in flight at a time, so the
-// buddy sees each session's changes in version order.
+// buddy sees each session's changes in version order. Its fields are
+// changed only through its methods, under mu; see node.go for the lock
+// order.
 type sender struct {
-	n    *Node
-	mu   sync.Mutex
-	to   Peer // the current buddy; ID "" when alone
-	q    []*batch
-	size int // records queued
+	n  *Node
+	mu sync.Mutex
+	to Peer // the current buddy; ID "" when alone
+	q  []*batch
+	// size counts the records queued.
+	size int
 	// resync holds sessions whose copy on the buddy may be stale (a failed
-	// batch, a queue overflow); they are resent in full once the queue is
-	// empty.
+	// batch, a queue overflow, a new buddy); they are resent in full once
+	// the queue is empty.
 	resync   map[string]struct{}
 	inflight *batch
-	wake     chan struct{}
+	// abort ends the stream of the batch in flight, so that a batch sent
+	// to a buddy that is no longer the buddy is resent to the new one.
+	abort func()
+	wake  chan struct{}
+	// switched is signaled when the buddy changes, ending a backoff.
+	switched chan struct{}
 	// generation counts buddy changes, so a transfer knows whether the
 	// buddy it filled is still the buddy.
 	generation uint64
 	// stream carries the batches; only the run goroutine touches it.
 	stream *batchStream
+}
+
+func newSender(n *Node) *sender {
+	return &sender{n: n, resync: make(map[string]struct{}), wake: make(chan struct{}, 1), switched: make(chan struct{}, 1)}
 }
 
 // streamTo returns the batch stream to peer to, opening it (and closing
@@ -84,6 +115,9 @@ func (s *sender) streamTo(to Peer) (*batchStream, error) {
 		return nil, err
 	}
 	s.stream = st
+	s.mu.Lock()
+	s.abort = st.close
+	s.mu.Unlock()
 	return st, nil
 }
 
@@ -94,13 +128,9 @@ func (s *sender) closeStream() {
 	}
 }
 
-func newSender(n *Node) *sender {
-	return &sender{n: n, resync: make(map[string]struct{}), wake: make(chan struct{}, 1)}
-}
-
 // approxSize estimates a record's encoded size, to cut batches.
 func approxSize(c *core.Change) int {
-	n := 32 + len(c.ID) + len(c.PrevID)
+	n := 40 + len(c.ID) + len(c.PrevID)
 	for _, a := range c.Set {
 		n += 8 + len(a.Key) + len(a.Value)
 	}
@@ -110,15 +140,22 @@ func approxSize(c *core.Change) int {
 	return n
 }
 
-// enqueue queues r and returns the batch it joined, or nil when it was not
-// queued (no buddy, or the queue was full: then the session is marked for
-// resync and full reports true).
-func (s *sender) enqueue(r wire.Record) (b *batch, full bool) {
+// queued says what became of a record handed to enqueue.
+type queued int
+
+const (
+	inBatch   queued = iota // in a batch, which enqueue returns
+	noBuddy                 // not queued: no other node answers
+	queueFull               // not queued: the queue is full; the session is marked for a full resend
+)
+
+// enqueue queues r and returns the batch it joined.
+func (s *sender) enqueue(r wire.Record) (*batch, queued) {
 	cfg := &s.n.cfg
 	s.mu.Lock()
 	if s.to.ID == "" {
 		s.mu.Unlock()
-		return nil, false
+		return nil, noBuddy
 	}
 	if s.size >= cfg.QueueSize {
 		if r.Kind != wire.KindTouch {
@@ -126,9 +163,10 @@ func (s *sender) enqueue(r wire.Record) (b *batch, full bool) {
 		}
 		s.mu.Unlock()
 		s.n.stats.queueOverflows.Add(1)
-		return nil, true
+		return nil, queueFull
 	}
 	size := approxSize(r.Change)
+	var b *batch
 	if len(s.q) > 0 {
 		b = s.q[len(s.q)-1]
 	}
@@ -141,7 +179,7 @@ func (s *sender) enqueue(r wire.Record) (b *batch, full bool) {
 	s.size++
 	s.mu.Unlock()
 	s.signal()
-	return b, false
+	return b, inBatch
 }
 
 // buddy returns the current buddy.
@@ -149,6 +187,55 @@ func (s *sender) buddy() Peer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.to
+}
+
+// switchTo makes next the buddy, unless it is the buddy already and force
+// is not set (force: the buddy restarted and holds nothing), and queues a
+// full copy of the sessions ids for it. A batch in flight to the previous
+// buddy is resent to next. It returns the previous buddy and the new
+// generation, and whether anything changed.
+func (s *sender) switchTo(next Peer, ids []string, force bool) (old Peer, gen uint64, switched bool) {
+	s.mu.Lock()
+	old = s.to
+	if old.ID == next.ID && !force {
+		gen = s.generation
+		s.mu.Unlock()
+		return old, gen, false
+	}
+	s.to = next
+	s.generation++
+	gen = s.generation
+	if next.ID != "" {
+		for _, id := range ids {
+			s.resync[id] = struct{}{}
+		}
+	}
+	abort := s.abort
+	s.mu.Unlock()
+	if abort != nil {
+		abort()
+	}
+	select {
+	case s.switched <- struct{}{}:
+	default:
+	}
+	s.signal()
+	return old, gen, true
+}
+
+// current reports whether the buddy is still the one of generation gen.
+func (s *sender) current(gen uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.generation == gen
+}
+
+// snapshot returns the buddy's ID, the records queued and the sessions
+// waiting for a full resend.
+func (s *sender) snapshot() (buddy string, depth, resync int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.to.ID, s.size, len(s.resync)
 }
 
 func (s *sender) signal() {
@@ -174,9 +261,9 @@ func (s *sender) take() (*batch, Peer, []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.to.ID == "" {
-		// Alone: nothing to send to; release the waiters.
+		// Alone: nothing to send to. The waiting commits have one copy.
 		for _, b := range s.q {
-			b.finish(nil)
+			b.finish(errAlone)
 		}
 		s.q, s.size = nil, 0
 		clear(s.resync)
@@ -205,6 +292,25 @@ func (s *sender) take() (*batch, Peer, []string) {
 	return s.inflight, s.to, ids
 }
 
+// requeue puts b, which failed on a buddy that is no longer the buddy,
+// back at the front of the queue: its commits keep waiting, and the new
+// buddy, which holds none of its sessions, asks for full copies.
+func (s *sender) requeue(b *batch) {
+	s.mu.Lock()
+	s.inflight = nil
+	s.q = append([]*batch{b}, s.q...)
+	s.size += len(b.recs)
+	s.mu.Unlock()
+}
+
+// done ends the batch in flight with err.
+func (s *sender) done(b *batch, err error) {
+	s.mu.Lock()
+	s.inflight = nil
+	s.mu.Unlock()
+	b.finish(err)
+}
+
 // addResync queues a full resend of the sessions ids.
 func (s *sender) addResync(ids []string) {
 	s.mu.Lock()
@@ -212,14 +318,16 @@ func (s *sender) addResync(ids []string) {
 		s.resync[id] = struct{}{}
 	}
 	s.mu.Unlock()
+	s.signal()
 }
 
-// markForResync queues a full resend of session id.
-func (s *sender) markForResync(id string) {
+// forget drops sessions from the resync set (they moved to another node).
+func (s *sender) forget(ids []string) {
 	s.mu.Lock()
-	s.resync[id] = struct{}{}
+	for _, id := range ids {
+		delete(s.resync, id)
+	}
 	s.mu.Unlock()
-	s.signal()
 }
 
 // flush waits until every record queued before the call, and every pending
@@ -246,8 +354,8 @@ func (s *sender) flush(ctx context.Context) error {
 		}
 		select {
 		case <-b.done:
-			// A failed batch's sessions went to the resync set: keep
-			// waiting until they are delivered.
+			// A failed batch's sessions went to the resync set, or the
+			// batch was requeued: keep waiting until they are delivered.
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -273,16 +381,8 @@ func (s *sender) run(stop <-chan struct{}) {
 			}
 			sent := time.Now()
 			raw, err := s.send(to, b)
-			if err != nil {
-				// Before the batch is done: a flush waiting on it must
-				// find its sessions in the resync set.
-				s.markResync(b)
-			}
-			s.mu.Lock()
-			s.inflight = nil
-			s.mu.Unlock()
-			b.finish(err)
 			if err == nil {
+				s.done(b, nil)
 				backoff = 0
 				if b.resync {
 					s.n.stats.transferSessions.Add(uint64(len(b.recs)))
@@ -292,15 +392,43 @@ func (s *sender) run(stop <-chan struct{}) {
 				continue
 			}
 			s.n.log.Warn("buddy: replication to buddy failed", "buddy", to.ID, "records", len(b.recs), "err", err)
+			if s.retarget(to, b, err) {
+				backoff = 0
+				continue
+			}
+			// Before the batch is done: a flush waiting on it must find
+			// its sessions in the resync set.
+			s.markResync(b)
+			s.done(b, err)
 			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
 			select {
 			case <-stop:
 				s.failAll(errors.New("buddy: node stopped"))
 				return
+			case <-s.switched: // a new buddy: no reason to wait
 			case <-time.After(backoff):
 			}
 		}
 	}
+}
+
+// retarget handles a batch that failed on buddy to: a buddy that failed
+// (no connection, no answer in time) leaves the ring at once, and the batch
+// goes to the next node, its commits still waiting, so that they are
+// acknowledged once a second copy exists. It reports false when there is
+// no other node to send the batch to, or to refused the batch itself.
+func (s *sender) retarget(to Peer, b *batch, err error) bool {
+	if errors.Is(err, errPeerRejected) || s.n.ctx.Err() != nil {
+		return false // alive and refusing this batch, or this node is stopping
+	}
+	if s.buddy().ID == to.ID {
+		s.n.markDown(to.ID)
+	}
+	if next := s.buddy(); next.ID == "" || next.ID == to.ID {
+		return false
+	}
+	s.requeue(b)
+	return true
 }
 
 // pace holds state transfer to Config.TransferRate: after a batch of raw
@@ -348,7 +476,7 @@ func (s *sender) linger(stop <-chan struct{}) {
 func (s *sender) markResync(b *batch) {
 	s.mu.Lock()
 	for _, r := range b.recs {
-		if r.Kind != wire.KindTouch {
+		if r.Kind != wire.KindTouch && !b.fenced[r.Change.ID] {
 			s.resync[r.Change.ID] = struct{}{}
 		}
 	}
@@ -365,14 +493,15 @@ func (s *sender) failAll(err error) {
 }
 
 // send delivers b to the buddy; when the buddy reports gaps it sends the
-// full copies those sessions need before b counts as delivered.
+// full copies those sessions need before b counts as delivered, and when
+// it refuses sessions another node owns now, this node gives them up.
 func (s *sender) send(to Peer, b *batch) (int, error) {
 	n := s.n
 	recs := b.recs
 	total := 0
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		reply, raw, wire, err := s.sendBatch(to, recs)
+		reply, raw, onWire, err := s.sendBatch(to, recs)
 		total += raw
 		if err != nil {
 			n.stats.sendErrors.Add(1)
@@ -381,9 +510,14 @@ func (s *sender) send(to Peer, b *batch) (int, error) {
 		n.stats.batches.Add(1)
 		n.stats.recordsSent.Add(uint64(len(recs)))
 		n.stats.bytesRaw.Add(uint64(raw))
-		n.stats.bytesWire.Add(uint64(wire))
+		n.stats.bytesWire.Add(uint64(onWire))
 		n.stats.batchSizes.observe(uint64(len(recs)))
 		n.stats.latency.observe(micros(time.Since(start)))
+		if len(reply.Fenced) > 0 {
+			ids := n.lost(reply.Fenced)
+			b.markFenced(ids)
+			reply.NeedFull = deleteAll(reply.NeedFull, b.fenced)
+		}
 		if len(reply.NeedFull) == 0 {
 			return total, nil
 		}
@@ -395,23 +529,37 @@ func (s *sender) send(to Peer, b *batch) (int, error) {
 	}
 }
 
+// deleteAll removes from ids those in drop.
+func deleteAll(ids []string, drop map[string]bool) []string {
+	out := ids[:0]
+	for _, id := range ids {
+		if !drop[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // ack is what Replicate returns in synchronous mode.
 type ack struct {
-	n *Node
-	b *batch
+	n   *Node
+	b   *batch
+	id  string // the session the commit changed
+	err error  // set when the change was not queued
 }
 
 // Wait implements core.Ack.
 func (a *ack) Wait(ctx context.Context) error {
-	var err error
-	if a.b == nil {
-		err = errQueueFull
-	} else {
+	err := a.err
+	if err == nil {
 		select {
 		case <-a.b.done: // acknowledged already: no timer needed
 			err = a.b.err
 		default:
 			err = a.wait(ctx)
+		}
+		if isDone(a.b) && a.b.fenced[a.id] {
+			return fmt.Errorf("%w: session %s is owned by another node now", core.ErrSessionMoved, a.id)
 		}
 	}
 	if err == nil {
@@ -420,10 +568,19 @@ func (a *ack) Wait(ctx context.Context) error {
 	}
 	if a.n.cfg.OnReplicationError == Degrade {
 		a.n.stats.degraded.Add(1)
-		a.n.suspect(err)
+		a.n.degradedLog(err)
 		return nil
 	}
 	return fmt.Errorf("%w: %w", core.ErrReplication, err)
+}
+
+func isDone(b *batch) bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // wait blocks until the batch is done, its ReplicationTimeout has passed or

@@ -23,7 +23,7 @@ type Stats struct {
 	QueueDepth     int       // records waiting
 	QueueOverflows uint64    // changes not queued because the queue was full
 	SendErrors     uint64    // batches that failed
-	Degraded       uint64    // synchronous commits served without a second copy
+	Degraded       uint64    // synchronous commits served without a second copy (no other node answered in time)
 	FullCopies     uint64    // full copies sent because the buddy reported a gap
 	Resyncs        int       // sessions waiting for a full resend
 
@@ -32,6 +32,7 @@ type Stats struct {
 	RecordsApplied uint64 // records applied
 	RecordsIgnored uint64 // old or duplicate records
 	GapsReported   uint64 // deltas that did not match the backup's version
+	RecordsFenced  uint64 // records refused: another node owns their session under a newer epoch
 	BytesReceived  uint64
 	Rejected       map[string]uint64 // requests rejected, by reason
 	BackupsExpired uint64
@@ -40,9 +41,14 @@ type Stats struct {
 	Peers            []PeerStatus
 	Draining         bool
 	RingChanges      uint64            // membership changes that recomputed the ring
-	Failovers        uint64            // sessions taken over from a dead owner
-	Fetches          map[string]uint64 // sessions fetched, by source (Source*)
-	OwnershipMoves   uint64            // sessions this node gave up to another
+	Failovers        uint64            // backup copies handed out (or taken here) because their owner was gone
+	Fetches          map[string]uint64 // fetches for this node's requests, by outcome (Source*)
+	HandedOut        uint64            // fetches of peers answered with a session
+	FetchPending     uint64            // fetches of peers answered "ask again" (session busy here)
+	OwnershipMoves   uint64            // owned sessions this node gave up to another
+	FencedLocal      uint64            // owned sessions dropped because another node owns them under a newer epoch
+	Pauses           uint64            // times this process was found paused for longer than DeadAfter
+	ConfigMismatches uint64            // peers found with other cookie keys or settings (each time it is found)
 	Promoted         uint64            // backup copies taken over from a draining owner
 	TransferSessions uint64            // full copies sent to a new buddy
 	TransferBytes    uint64            // their raw bytes
@@ -107,20 +113,22 @@ const (
 	RejectVersion   = "version"
 	RejectBomb      = "decompression_limit"
 	RejectMethod    = "method"
+	RejectStale     = "stale" // names an incarnation of the sender that is not the current one
 )
 
-var rejectReasons = []string{RejectTooLarge, RejectAuth, RejectReplay, RejectUnknown, RejectMalformed, RejectVersion, RejectBomb, RejectMethod}
+var rejectReasons = []string{RejectTooLarge, RejectAuth, RejectReplay, RejectUnknown, RejectMalformed, RejectVersion, RejectBomb, RejectMethod, RejectStale}
 
 type counters struct {
 	recordsSent, bytesRaw, bytesWire, batches, acks             atomic.Uint64
 	queueOverflows, sendErrors, degraded, fullCopies            atomic.Uint64
 	recordsApplied, recordsIgnored, gapsReported, bytesReceived atomic.Uint64
-	backupsExpired                                              atomic.Uint64
+	recordsFenced, backupsExpired                               atomic.Uint64
 	batchSizes, latency                                         hist
-	rejected                                                    [8]atomic.Uint64
+	rejected                                                    [9]atomic.Uint64
 	failovers, ownershipMoves, promoted, ringChanges            atomic.Uint64
+	handedOut, fetchPending, fencedLocal, pauses, mismatches    atomic.Uint64
 	transferSessions, transferBytes, drains                     atomic.Uint64
-	fetches                                                     [6]atomic.Uint64
+	fetches                                                     [7]atomic.Uint64
 }
 
 func (c *counters) fetched(source string) {

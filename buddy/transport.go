@@ -177,19 +177,7 @@ func (n *Node) onBatch(from string, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var reply wire.BatchReply
-	for _, r := range recs {
-		switch n.backups.apply(from, r) {
-		case applied:
-			n.stats.recordsApplied.Add(1)
-		case ignored:
-			n.stats.recordsIgnored.Add(1)
-		case gap:
-			n.stats.gapsReported.Add(1)
-			reply.NeedFull = append(reply.NeedFull, r.Change.ID)
-		}
-	}
-	return wire.AppendReply(nil, reply), nil
+	return wire.AppendReply(nil, n.applyBatch(from, recs)), nil
 }
 
 // sendBatch encodes, compresses and seals recs and sends them to peer on

@@ -140,7 +140,7 @@ func TestHostileRequestsAreRejected(t *testing.T) {
 		{"unknown node", sealedBatch(t, "evil", testClusterKey, "n2", seq+3, valid), 403, RejectUnknown},
 		{"oversized", sealedBatch(t, "n1", testClusterKey, "n2", seq+4, make([]byte, 100<<10)), 413, RejectTooLarge},
 		{"bomb", sealedBatch(t, "n1", testClusterKey, "n2", seq+5, bomb), 413, RejectBomb},
-		{"not a batch", sealedBatch(t, "n1", testClusterKey, "n2", seq+6, comp.Encode(nil, []byte{1, 200, 200, 200})), 400, RejectMalformed},
+		{"not a batch", sealedBatch(t, "n1", testClusterKey, "n2", seq+6, comp.Encode(nil, []byte{wire.WireVersion, 200, 200, 200})), 400, RejectMalformed},
 		{"first send", replayed, 200, ""},
 		{"replay", replayed, 409, RejectReplay},
 	}

@@ -29,6 +29,12 @@ type Change struct {
 	Base uint64
 	// Version is the session's version after the change.
 	Version uint64
+	// Epoch is the session's ownership epoch: it grows by one every time
+	// the session moves to another node (failover, handover, promotion), and
+	// every change carries it, so a backup refuses the changes of an owner
+	// that lost the session without knowing (paused, partitioned). See
+	// buddy/PROTOCOL.md.
+	Epoch uint64
 	// Full means Set holds every attribute of the session.
 	Full bool
 	// Clear means every attribute was removed before Set was applied.
@@ -93,17 +99,39 @@ type Locator interface {
 type Route struct {
 	Owner  string
 	Backup string
+	// Epoch is the session's ownership epoch when the cookie was issued
+	// (0 in cookies written before epochs existed).
+	Epoch uint64
 	// Unsaved: the cookie was issued before the session was stored, so
 	// only Owner can hold it.
 	Unsaved bool
 }
 
+// Stamp orders the copies of one session: the higher epoch wins, and
+// within an epoch the higher version.
+type Stamp struct {
+	Epoch   uint64
+	Version uint64
+}
+
+// Less reports whether s is older than t.
+func (s Stamp) Less(t Stamp) bool {
+	return s.Epoch < t.Epoch || s.Epoch == t.Epoch && s.Version < t.Version
+}
+
 // Fetcher is implemented by replicators that can bring a session from
 // another node (failover, or a session whose cookie names another owner).
-// local is the version this node holds (0 for none): a Fetcher asks the
-// cluster for a copy only when one may be newer. Fetch returns a full copy,
-// which the previous holder gave up, or ok false when no node holds a newer
-// one. The manager installs the copy and replicates it in full.
+//
+// local is the stamp of the copy this node holds (zero for none). Fetch
+// returns a full copy newer than local, which its previous holder gave up,
+// with Epoch set to the epoch under which this node now owns it; or nil
+// and a nil error when the cluster holds no newer copy (for local zero:
+// the session is gone, expired, ended or lost with both its copies); or an
+// error when that cannot be told in time (a holder that does not answer
+// but is not known dead, a handover in progress). The manager answers such
+// a request with ErrUnavailable rather than start a fresh session. The
+// manager calls Fetch at most once at a time per session, installs the
+// copy and replicates it in full.
 type Fetcher interface {
-	Fetch(ctx context.Context, id string, route Route, local uint64) (c *Change, ok bool, err error)
+	Fetch(ctx context.Context, id string, route Route, local Stamp) (*Change, error)
 }

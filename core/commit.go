@@ -33,6 +33,7 @@ func (s *Session) CommitHeader(ctx context.Context, h http.Header) error {
 // new session, Regenerate, Invalidate) is still stored, and logged as a
 // warning. Adapters call it when the handler returns.
 func (s *Session) Finish(ctx context.Context) error {
+	defer s.Release()
 	err := s.commit(ctx, nil)
 	if err != nil {
 		s.m.log.Error("tandem: commit after the response header failed", "err", err)
@@ -89,20 +90,25 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 	var (
 		base        map[string][]byte
 		baseVersion uint64
-		created     = now
+		epoch       uint64 = 1
+		created            = now
 		prevID      string
 	)
 	if p := s.prev; p != nil {
 		p.mu.Lock()
-		alive := !p.dead
+		alive, moved := !p.dead, p.moved
 		if alive && s.carry {
-			base, baseVersion, created, prevID = p.attrs, p.version, p.created, p.id
+			base, baseVersion, epoch, created, prevID = p.attrs, p.version, p.epoch, p.created, p.id
+		}
+		if !alive && moved {
+			p.mu.Unlock()
+			return acks, ErrSessionMoved
 		}
 		p.dead = true
 		p.mu.Unlock()
 		m.store.remove(p)
 		if alive && !s.carry && m.repl != nil {
-			acks[0] = m.repl.Replicate(&Change{ID: p.id, Base: p.version, Version: p.version + 1, Removed: true})
+			acks[0] = m.repl.Replicate(&Change{ID: p.id, Base: p.version, Version: p.version + 1, Epoch: p.epoch, Removed: true})
 		}
 		if !alive && s.carry {
 			// A concurrent request ended the session first; its end wins.
@@ -131,7 +137,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		if s.cookieID == s.id {
 			s.staleCookie = true // the client's cookie says "unsaved"
 		}
-		rec := &record{id: s.ensureID(), attrs: attrs, size: sizeOf(attrs), version: baseVersion + 1, created: created}
+		rec := &record{id: s.ensureID(), attrs: attrs, size: sizeOf(attrs), version: baseVersion + 1, epoch: epoch, created: created}
 		rec.accessed.Store(now)
 		rec.mu.Lock()
 		m.store.insert(rec)
@@ -167,7 +173,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 	}
 	set, del := s.apply(rec)
 	c := &Change{
-		ID: rec.id, Base: rec.version, Version: rec.version + 1,
+		ID: rec.id, Base: rec.version, Version: rec.version + 1, Epoch: rec.epoch,
 		Clear: s.clear, Set: set, Deleted: del,
 		Created: unixTime(rec.created), Accessed: unixTime(now),
 	}
@@ -197,13 +203,14 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 	switch {
 	case s.rec != nil:
 		loc := m.location()
+		loc.Epoch = s.rec.epoch // immutable once the record is stored
 		if s.cookieID == s.id && s.route == loc && !s.staleCookie {
 			return
 		}
 		if h == nil {
 			break
 		}
-		v, err := m.cookies.encode(payload{id: s.id, owner: loc.Owner, backup: loc.Backup})
+		v, err := m.cookies.encode(payload{id: s.id, owner: loc.Owner, backup: loc.Backup, epoch: loc.Epoch})
 		if err != nil { // only with keys NewManager would have rejected
 			m.log.Error("tandem: cookie not encoded", "err", err)
 			return

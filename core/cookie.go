@@ -18,7 +18,7 @@ import (
 const (
 	idBytes       = 18
 	idLen         = 24
-	cookieVersion = 1
+	cookieVersion = 2 // 1: without the epoch; still read
 	// maxCookieLen bounds the cookie value accepted for decoding.
 	maxCookieLen = 1024
 	// maxNodeIDLen bounds a node ID written into the cookie.
@@ -48,23 +48,29 @@ func validID(id string) bool {
 }
 
 // payload is what the cookie carries: no session data, only where to find
-// it. unsaved marks a cookie issued before its session was stored (a new
-// session's cookie goes out with the header): if the session is not found,
-// only its owner may hold it, so the cluster is not searched.
+// it and under which ownership epoch it was issued. unsaved marks a cookie
+// issued before its session was stored (a new session's cookie goes out
+// with the header): if the session is not found, only its owner may hold
+// it, so the cluster is not searched.
 type payload struct {
 	id      string
 	owner   string
 	backup  string
+	epoch   uint64
 	unsaved bool
 }
 
+// marshal encodes p: version 2, then ID, owner and backup (uvarint length
+// and bytes each), the epoch (uvarint) and the unsaved flag (one byte).
+// Version 1 lacks the epoch.
 func (p payload) marshal() []byte {
-	b := make([]byte, 0, 4+len(p.id)+len(p.owner)+len(p.backup))
+	b := make([]byte, 0, 4+binary.MaxVarintLen64+len(p.id)+len(p.owner)+len(p.backup))
 	b = append(b, cookieVersion)
 	for _, s := range [...]string{p.id, p.owner, p.backup} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
+	b = binary.AppendUvarint(b, p.epoch)
 	if p.unsaved {
 		return append(b, 1)
 	}
@@ -72,9 +78,10 @@ func (p payload) marshal() []byte {
 }
 
 func unmarshalPayload(b []byte) (payload, error) {
-	if len(b) == 0 || b[0] != cookieVersion {
+	if len(b) == 0 || b[0] < 1 || b[0] > cookieVersion {
 		return payload{}, errBadPayload
 	}
+	version := b[0]
 	b = b[1:]
 	var f [3]string
 	for i := range f {
@@ -85,10 +92,18 @@ func unmarshalPayload(b []byte) (payload, error) {
 		f[i] = string(b[k : k+int(n)])
 		b = b[k+int(n):]
 	}
+	var epoch uint64
+	if version >= 2 {
+		e, k := binary.Uvarint(b)
+		if k <= 0 {
+			return payload{}, errBadPayload
+		}
+		epoch, b = e, b[k:]
+	}
 	if len(b) != 1 || b[0] > 1 || !validID(f[0]) {
 		return payload{}, errBadPayload
 	}
-	return payload{id: f[0], owner: f[1], backup: f[2], unsaved: b[0] == 1}, nil
+	return payload{id: f[0], owner: f[1], backup: f[2], epoch: epoch, unsaved: b[0] == 1}, nil
 }
 
 // cookieCodec signs and encrypts payloads with securecookie, trying every

@@ -28,6 +28,12 @@ var (
 	// request ran; its changes were not committed. The default error
 	// handler answers 503 so the client retries (and reaches the new owner).
 	ErrSessionMoved = errors.New("tandem: session moved to another node")
+	// ErrUnavailable: the request's session exists, or may exist, on
+	// another node that could not hand it over in time (it does not
+	// answer but is not known dead, or a handover is in progress). The
+	// request is refused rather than given a fresh session; the default
+	// error handler answers 503 with Retry-After.
+	ErrUnavailable = errors.New("tandem: session temporarily unavailable")
 	// ErrDraining: the node is shutting down and creates no new session.
 	// The default error handler answers 503.
 	ErrDraining = errors.New("tandem: node is draining")

@@ -1,7 +1,8 @@
 package core
 
 import (
-	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,10 @@ type Manager struct {
 
 	flashSeq atomic.Uint64
 	draining atomic.Bool
+	stats    counters
+
+	flightMu sync.Mutex
+	flights  map[string]*flight // sessions being fetched from the cluster
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -47,6 +52,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		repl:    cfg.Replicator,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		flights: make(map[string]*flight),
 	}
 	if m.repl != nil {
 		m.toucher, _ = m.repl.(Toucher)
@@ -91,7 +97,7 @@ func (m *Manager) Sweep() int {
 	expired := m.store.sweep(m.now())
 	for _, r := range expired {
 		if m.repl != nil {
-			m.repl.Replicate(&Change{ID: r.id, Base: r.version, Version: r.version + 1, Removed: true})
+			m.repl.Replicate(&Change{ID: r.id, Base: r.version, Version: r.version + 1, Epoch: r.epoch, Removed: true})
 		}
 	}
 	if len(expired) > 0 {
@@ -106,12 +112,16 @@ func (m *Manager) Len() int { return int(m.store.count.Load()) }
 func (m *Manager) now() int64 { return m.cfg.Now().UnixNano() }
 
 // DefaultErrorHandler answers 503 Service Unavailable for ErrNodeFull,
-// ErrReplication, ErrSessionMoved and ErrDraining, and 500 Internal Server
-// Error for any other commit error.
+// ErrReplication, ErrSessionMoved, ErrUnavailable and ErrDraining, with
+// Retry-After: 1 for the last three, whose cause passes within moments; and
+// 500 Internal Server Error for any other error.
 func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	code := http.StatusInternalServerError
-	if errors.Is(err, ErrNodeFull) || errors.Is(err, ErrReplication) ||
-		errors.Is(err, ErrSessionMoved) || errors.Is(err, ErrDraining) {
+	switch {
+	case errors.Is(err, ErrSessionMoved) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrDraining):
+		w.Header().Set("Retry-After", "1")
+		code = http.StatusServiceUnavailable
+	case errors.Is(err, ErrNodeFull) || errors.Is(err, ErrReplication):
 		code = http.StatusServiceUnavailable
 	}
 	http.Error(w, http.StatusText(code), code)
@@ -126,10 +136,15 @@ func (m *Manager) HandleError(w http.ResponseWriter, r *http.Request, err error)
 	m.cfg.ErrorHandler(w, r, err)
 }
 
-// Load returns the request's session: the stored one its cookie names, or a
-// new, empty one. It never fails: a missing, tampered, foreign or expired
-// cookie yields a new session. Adapters call it once per request; use
-// Middleware or an adapter rather than calling it yourself.
+// Load returns the request's session: the stored one its cookie names (here
+// or, in a cluster, fetched from the node that holds it), or a new, empty
+// one when the cookie is missing, tampered, foreign or expired, or names a
+// session that no longer exists. When the session exists elsewhere but
+// could not be brought here in time, the returned session's Err reports
+// ErrUnavailable: the adapter answers with HandleError (503) instead of
+// running the handler, rather than give the user a fresh session. Adapters
+// call Load once per request and Release (through Done or Finish) at its
+// end; use Middleware or an adapter rather than calling it yourself.
 func (m *Manager) Load(r *http.Request) *Session {
 	s := &Session{m: m}
 	v, ok := cookieValue(r, m.cfg.Cookie.Name)
@@ -139,100 +154,38 @@ func (m *Manager) Load(r *http.Request) *Session {
 	}
 	p, stale, err := m.cookies.decode(v)
 	if err != nil {
+		m.stats.cookiesRejected.Add(1)
 		m.log.Debug("tandem: cookie rejected, starting a new session", "err", err)
 		s.isNew = true
 		return s
 	}
-	s.route = Route{Owner: p.owner, Backup: p.backup, Unsaved: p.unsaved}
-	now := m.now()
-	rec, ok := m.store.get(p.id, now)
-	var self string
-	if m.locator != nil {
-		self = m.location().Owner
-	}
-	if m.fetcher != nil && (!ok || p.owner != "" && p.owner != self) && !(p.unsaved && p.owner == self) {
-		// Not here, or the cookie names another owner: a newer copy may
-		// live elsewhere.
-		var local uint64
-		if ok {
-			local = rec.currentVersion()
-		}
-		if fetched, fok := m.fetch(r.Context(), p.id, s.route, local, now); fok {
-			rec, ok = fetched, true
-		}
-	}
-	if !ok {
+	s.route = Route{Owner: p.owner, Backup: p.backup, Epoch: p.epoch, Unsaved: p.unsaved}
+	rec, err := m.lookup(r.Context(), p.id, s.route)
+	if err != nil {
+		s.err = err
 		s.isNew = true
-		if p.unsaved && (p.owner == self || p.owner == "") {
+		return s
+	}
+	if rec == nil {
+		s.isNew = true
+		if p.unsaved && (p.owner == m.location().Owner || p.owner == "") {
 			// An anonymous client's cookie from this node: keep its ID, so
 			// it gets no new cookie on every request.
 			s.id, s.cookieID, s.staleCookie = p.id, p.id, stale
 		}
 		return s
 	}
-	s.id, s.rec, s.cookieID, s.staleCookie = p.id, rec, p.id, stale || p.unsaved
+	s.id, s.rec, s.held, s.cookieID, s.staleCookie = p.id, rec, rec, p.id, stale || p.unsaved
 	return s
-}
-
-// fetch brings a session from the cluster, installs it and replicates it in
-// full to this node's backup.
-func (m *Manager) fetch(ctx context.Context, id string, route Route, local uint64, now int64) (*record, bool) {
-	c, ok, err := m.fetcher.Fetch(ctx, id, route, local)
-	if err != nil {
-		m.log.Warn("tandem: session fetch failed, starting a new session", "err", err)
-		return nil, false
-	}
-	if !ok {
-		return nil, false
-	}
-	rec, err := m.install(c)
-	if err != nil {
-		m.log.Warn("tandem: fetched session not installed", "err", err)
-		return nil, false
-	}
-	if rec.deadline(m.store.idle, m.store.life) <= now {
-		return nil, false
-	}
-	if m.repl != nil {
-		rec.mu.Lock()
-		ack := m.repl.Replicate(rec.fullChange(""))
-		rec.mu.Unlock()
-		if ack != nil {
-			if err := ack.Wait(ctx); err != nil {
-				m.log.Warn("tandem: fetched session not replicated", "err", err)
-			}
-		}
-	}
-	return rec, true
-}
-
-// Surrender gives up a session this node holds because another node takes
-// it over: it returns a full copy and removes the session here. A request
-// still running on it here fails its commit with ErrSessionMoved. The
-// cluster (package buddy) calls it; applications do not.
-func (m *Manager) Surrender(id string) (*Change, bool) {
-	rec, ok := m.store.get(id, m.now())
-	if !ok {
-		return nil, false
-	}
-	rec.mu.Lock()
-	if rec.dead {
-		rec.mu.Unlock()
-		return nil, false
-	}
-	c := rec.fullChange("")
-	rec.dead, rec.moved = true, true
-	rec.mu.Unlock()
-	m.store.remove(rec)
-	return c, true
 }
 
 // Drain makes the node refuse to create sessions (ErrDraining, 503): call it
 // when the node is about to stop. Existing sessions are still served.
 func (m *Manager) Drain() { m.draining.Store(true) }
 
-// Install stores a full copy of a session fetched from another node and
-// makes this node its owner. A copy older than the one held is ignored.
+// Install stores a full copy of a session taken over from another node and
+// makes this node its owner, under the copy's Epoch. A copy older than the
+// one held (by epoch, then version) is ignored.
 // The cluster (package buddy) calls it; applications do not.
 func (m *Manager) Install(c *Change) error {
 	_, err := m.install(c)
@@ -246,20 +199,20 @@ func (m *Manager) install(c *Change) (*record, error) {
 	now := m.now()
 	if old, ok := m.store.get(c.ID, now); ok {
 		old.mu.Lock()
-		newer := old.version >= c.Version
-		old.mu.Unlock()
-		if newer {
+		if !old.dead && !old.stamp().Less(Stamp{Epoch: c.Epoch, Version: c.Version}) {
+			old.mu.Unlock()
 			return old, nil
 		}
-		old.mu.Lock()
-		old.dead = true
+		// Requests still holding the older copy fail their commit with
+		// ErrSessionMoved instead of dropping their changes unseen.
+		old.dead, old.moved = true, true
 		old.mu.Unlock()
 		m.store.remove(old)
 	}
 	if !m.store.reserve() {
 		return nil, ErrNodeFull
 	}
-	rec := &record{id: c.ID, attrs: make(map[string][]byte, len(c.Set)), version: c.Version, created: c.Created.UnixNano()}
+	rec := &record{id: c.ID, attrs: make(map[string][]byte, len(c.Set)), version: c.Version, epoch: max(c.Epoch, 1), created: c.Created.UnixNano()}
 	for _, a := range c.Set {
 		rec.attrs[a.Key] = a.Value
 	}
@@ -303,7 +256,7 @@ func (m *Manager) Snapshots(fn func(*Change) bool) {
 
 func (r *record) fullChange(prevID string) *Change {
 	return &Change{
-		ID: r.id, PrevID: prevID, Version: r.version, Full: true,
+		ID: r.id, PrevID: prevID, Version: r.version, Epoch: r.epoch, Full: true,
 		Set:     sortedAttrs(r.attrs),
 		Created: unixTime(r.created), Accessed: unixTime(r.accessed.Load()),
 	}
@@ -332,4 +285,20 @@ func (m *Manager) IDs(fn func(id string) bool) {
 			return
 		}
 	}
+}
+
+// Fingerprint returns what the nodes of a cluster compare to spot a
+// misconfigured peer: a hash of the settings every node must share (the
+// cookie name, the idle timeout and the lifetime) and a fingerprint of
+// each cookie key pair, the signing pair first. Neither reveals a key.
+func (m *Manager) Fingerprint() (settings uint64, keys []uint64) {
+	h := sha256.New()
+	fmt.Fprintf(h, "tandem settings 1\x00%s\x00%d\x00%d", m.cfg.Cookie.Name, m.cfg.IdleTimeout, m.cfg.Lifetime)
+	settings = binary.BigEndian.Uint64(h.Sum(nil))
+	for _, k := range m.cfg.Keys {
+		h.Reset()
+		fmt.Fprintf(h, "tandem cookie key 1\x00%x\x00%x", k.Hash, k.Block)
+		keys = append(keys, binary.BigEndian.Uint64(h.Sum(nil)))
+	}
+	return settings, keys
 }

@@ -48,6 +48,11 @@ func FromContext(ctx context.Context) *Session {
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := m.Load(r)
+		if err := s.Err(); err != nil {
+			m.HandleError(w, r, err)
+			return
+		}
+		defer s.Release() // also when next panics
 		r = r.WithContext(NewContext(r.Context(), s))
 		s.w = responseWriter{ResponseWriter: w, s: s, r: r}
 		next.ServeHTTP(&s.w, r)
@@ -123,8 +128,9 @@ func (s *Session) Open(w http.ResponseWriter, r *http.Request) bool {
 
 // Done ends the request's session when the handler returned: if nothing was
 // written it commits with the header still open (through Open), otherwise it
-// commits what changed after the header (Finish).
+// commits what changed after the header (Finish). It releases the session.
 func (s *Session) Done(w http.ResponseWriter, r *http.Request) {
+	defer s.Release()
 	s.mu.Lock()
 	done, err := s.headerDone, s.headerErr
 	s.mu.Unlock()

@@ -119,7 +119,7 @@ func TestCookieNamesOwnerAndBackup(t *testing.T) {
 	})
 	c.do("/")
 	c.do("/")
-	if route != (Route{Owner: "n1", Backup: "n2"}) {
+	if route != (Route{Owner: "n1", Backup: "n2", Epoch: 1}) {
 		t.Fatalf("route %+v", route)
 	}
 	rep.mu.Lock()
@@ -129,7 +129,7 @@ func TestCookieNamesOwnerAndBackup(t *testing.T) {
 		t.Fatal("cookie not re-issued after the backup moved")
 	}
 	c.do("/")
-	if route != (Route{Owner: "n1", Backup: "n3"}) {
+	if route != (Route{Owner: "n1", Backup: "n3", Epoch: 1}) {
 		t.Fatalf("route %+v", route)
 	}
 }
@@ -144,15 +144,18 @@ func TestReplicationFailureAnswers503(t *testing.T) {
 	}
 }
 
-// A session another node took over while a request ran here: the request's
-// changes are refused (503), not silently dropped.
+// A session another node took over while a request still held it (the
+// handover's wait for it ran out): the request's changes are refused (503),
+// not silently dropped.
 func TestCommitAfterSurrenderFailsMoved(t *testing.T) {
 	m, _ := newManager(t, nil)
 	var id string
 	c := newClient(t, m, func(w http.ResponseWriter, r *http.Request) {
 		s := FromContext(r.Context())
 		if r.URL.Path == "/race" {
-			if _, ok := m.Surrender(s.ID()); !ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			if c, _ := m.Surrender(ctx, s.ID()); c == nil {
 				t.Error("nothing to surrender")
 			}
 		}

@@ -23,8 +23,10 @@ type Session struct {
 
 	id    string
 	rec   *record // the stored session; nil when new or invalidated
+	held  *record // the record Load entered for this request, until Release
+	err   error   // why the session could not be loaded (ErrUnavailable)
 	isNew bool
-	route Route // owner and backup named by the request's cookie
+	route Route // owner, backup and epoch named by the request's cookie
 
 	// Changes recorded since the last commit.
 	set   map[string][]byte
@@ -64,6 +66,17 @@ func (s *Session) ensureID() string {
 		s.id = newID()
 	}
 	return s.id
+}
+
+// Err reports why the request's session could not be loaded: nil, or an
+// error wrapping ErrUnavailable when the session exists on another node
+// that could not hand it over in time. Adapters check it before running
+// the handler and answer with Manager.HandleError; the handler of such a
+// request never runs, so it never mistakes the user for a new visitor.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // IsNew reports whether the request brought no valid session: it had no

@@ -11,21 +11,34 @@ import (
 
 const shardCount = 64
 
-// record is one stored session. attrs, size, version and dead are guarded by
-// mu; bucket is guarded by the shard's mutex. Values in attrs are never
-// modified in place, so a value read under mu may be used after unlocking.
+// record is one stored session. attrs, size, version, epoch, dead, moved,
+// users, leaving and idle are guarded by mu; bucket is guarded by the
+// shard's mutex. Values in attrs are never modified in place, so a value
+// read under mu may be used after unlocking. handover.go describes the
+// life of a record between nodes.
 type record struct {
 	mu       sync.Mutex
 	id       string
 	attrs    map[string][]byte
 	size     int // bytes of keys plus values
 	version  uint64
-	created  int64 // unix nanoseconds
+	epoch    uint64 // ownership epoch (Change.Epoch); never changes once stored
+	created  int64  // unix nanoseconds
 	accessed atomic.Int64
 	dead     bool
-	moved    bool         // dead because another node took it over
-	bucket   atomic.Int64 // expiry bucket index; written under the shard's mutex
+	moved    bool // dead because another node owns the session now
+	// users counts the requests holding the record, from Load to Release.
+	users int
+	// leaving is non-nil while the record is being handed to another node:
+	// closed when the handover ends. idle is closed when users drops to 0
+	// during a handover.
+	leaving chan struct{}
+	idle    chan struct{}
+	bucket  atomic.Int64 // expiry bucket index; written under the shard's mutex
 }
+
+// stamp returns the record's epoch and version. It runs under r.mu.
+func (r *record) stamp() Stamp { return Stamp{Epoch: r.epoch, Version: r.version} }
 
 // currentVersion returns the version, taking the record's lock.
 func (r *record) currentVersion() uint64 {

@@ -34,6 +34,15 @@ func Middleware(m *core.Manager) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
 			s := m.Load(r)
+			if err := s.Err(); err != nil {
+				// The session exists elsewhere but could not be brought
+				// here in time: a retryable error, not a fresh session.
+				m.HandleError(c.Response(), r, err)
+				return nil
+			}
+			// Released when the handler returns (or panics); a commit that
+			// Echo's error handler triggers later still goes through.
+			defer s.Release()
 			r = r.WithContext(core.NewContext(r.Context(), s))
 			c.SetRequest(r)
 			res := c.Response()

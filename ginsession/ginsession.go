@@ -29,6 +29,14 @@ func Middleware(m *core.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		r := c.Request
 		s := m.Load(r)
+		if err := s.Err(); err != nil {
+			// The session exists elsewhere but could not be brought here
+			// in time: a retryable error, not a fresh session.
+			m.HandleError(c.Writer, r, err)
+			c.Abort()
+			return
+		}
+		defer s.Release() // also when a handler panics
 		c.Request = r.WithContext(core.NewContext(r.Context(), s))
 		inner := c.Writer
 		w := writers.Get().(*writer)

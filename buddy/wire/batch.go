@@ -15,7 +15,9 @@ import (
 
 // WireVersion is the version byte that starts every batch and batch reply
 // this package writes. A decoder rejects any other version with ErrVersion.
-const WireVersion = 1
+// Version 2 added the ownership epoch to every record and the fenced list
+// to batch replies.
+const WireVersion = 2
 
 // MaxIDLen is the longest session ID, node ID or previous session ID, in
 // bytes, that a batch, a reply or an envelope may carry.
@@ -82,10 +84,11 @@ const flagClear = 1 << 0
 // Smallest encodings, used to reject counts the remaining bytes cannot hold
 // before anything is allocated for them.
 const (
-	minRecord = 4 // touch: kind, ID length, one ID byte, one varint byte
+	minRecord = 5 // touch: kind, ID length, one ID byte, epoch, accessed
 	minPair   = 2 // empty key and empty value
 	minKey    = 1 // empty key
 	minID     = 2 // ID length and one byte
+	minFence  = 4 // an ID, an empty holder, an epoch
 )
 
 // BatchReply is the backup's answer to a batch.
@@ -94,6 +97,20 @@ type BatchReply struct {
 	// backup's copy was missing or not at the delta's base version: the
 	// owner must send a full copy of each.
 	NeedFull []string
+	// Fenced lists the sessions whose records were refused because
+	// another node owns them under a newer epoch: the sender lost them.
+	Fenced []Fence
+}
+
+// Fence names a session that another node owns under a newer epoch.
+type Fence struct {
+	// ID is the session ID.
+	ID string
+	// Holder is the node that owns the session now, as far as the backup
+	// knows ("" when it does not).
+	Holder string
+	// Epoch is the newest epoch the backup knows for the session.
+	Epoch uint64
 }
 
 // AppendBatch appends the encoding of recs to dst and returns the extended
@@ -121,6 +138,7 @@ func AppendBatch(dst []byte, recs []Record) []byte {
 			dst = appendString(dst, c.PrevID)
 			dst = binary.AppendUvarint(dst, c.Base)
 			dst = binary.AppendUvarint(dst, c.Version)
+			dst = binary.AppendUvarint(dst, c.Epoch)
 			var flags byte
 			if c.Clear {
 				flags |= flagClear
@@ -142,8 +160,10 @@ func AppendBatch(dst []byte, recs []Record) []byte {
 			dst = appendString(dst, c.ID)
 			dst = binary.AppendUvarint(dst, c.Base)
 			dst = binary.AppendUvarint(dst, c.Version)
+			dst = binary.AppendUvarint(dst, c.Epoch)
 		case KindTouch:
 			dst = appendString(dst, c.ID)
+			dst = binary.AppendUvarint(dst, c.Epoch)
 			dst = binary.AppendVarint(dst, unixNano(c.Accessed))
 		}
 	}
@@ -157,10 +177,10 @@ func batchSize(recs []Record) int {
 	for _, r := range recs {
 		c := r.Change
 		if c == nil {
-			n += 1 + 4*v + 1 + 2*v + 2*v
+			n += 1 + 5*v + 1 + 2*v + 2*v
 			continue
 		}
-		n += 1 + 2*v + len(c.ID) + len(c.PrevID) + 4*v + 1 + 2*v
+		n += 1 + 2*v + len(c.ID) + len(c.PrevID) + 5*v + 1 + 2*v
 		for _, a := range c.Set {
 			n += 2*v + len(a.Key) + len(a.Value)
 		}
@@ -243,10 +263,16 @@ func DecodeBatch(b []byte, lim Limits) ([]Record, error) {
 			if c.Base, err = r.uvarint("base version"); err != nil {
 				break
 			}
-			c.Version, err = r.uvarint("version")
+			if c.Version, err = r.uvarint("version"); err != nil {
+				break
+			}
+			c.Epoch, err = r.uvarint("epoch")
 			c.Removed = true
 		case KindTouch:
 			if c.ID, err = r.id("session ID"); err != nil {
+				break
+			}
+			if c.Epoch, err = r.uvarint("epoch"); err != nil {
 				break
 			}
 			var t int64
@@ -283,6 +309,9 @@ func (r *reader) decodeChange(c *core.Change, lim Limits) error {
 		return err
 	}
 	if c.Version, err = r.uvarint("version"); err != nil {
+		return err
+	}
+	if c.Epoch, err = r.uvarint("epoch"); err != nil {
 		return err
 	}
 	flags, err := r.byte("flags")
@@ -340,9 +369,12 @@ func (r *reader) decodeChange(c *core.Change, lim Limits) error {
 // AppendReply appends the encoding of rep to dst and returns the extended
 // slice.
 func AppendReply(dst []byte, rep BatchReply) []byte {
-	n := 1 + binary.MaxVarintLen64
+	n := 1 + 2*binary.MaxVarintLen64
 	for _, id := range rep.NeedFull {
 		n += binary.MaxVarintLen64 + len(id)
+	}
+	for _, f := range rep.Fenced {
+		n += 3*binary.MaxVarintLen64 + len(f.ID) + len(f.Holder)
 	}
 	dst = slices.Grow(dst, n)
 	dst = append(dst, WireVersion)
@@ -350,14 +382,21 @@ func AppendReply(dst []byte, rep BatchReply) []byte {
 	for _, id := range rep.NeedFull {
 		dst = appendString(dst, id)
 	}
+	dst = binary.AppendUvarint(dst, uint64(len(rep.Fenced)))
+	for _, f := range rep.Fenced {
+		dst = appendString(dst, f.ID)
+		dst = appendString(dst, f.Holder)
+		dst = binary.AppendUvarint(dst, f.Epoch)
+	}
 	return dst
 }
 
-// DecodeReply decodes a batch reply written by AppendReply. It holds at
-// most lim.MaxRecords IDs (a zero or negative value means the default),
-// each 1 to MaxIDLen bytes long. Errors wrap ErrVersion, ErrLimit or
-// ErrMalformed as for DecodeBatch. The result shares no memory with b; an
-// empty list decodes as nil.
+// DecodeReply decodes a batch reply written by AppendReply. Each of its
+// lists holds at most lim.MaxRecords entries (a zero or negative value
+// means the default); IDs are 1 to MaxIDLen bytes long, holders at most
+// MaxIDLen. Errors wrap ErrVersion, ErrLimit or ErrMalformed as for
+// DecodeBatch. The result shares no memory with b; empty lists decode as
+// nil.
 func DecodeReply(b []byte, lim Limits) (BatchReply, error) {
 	lim = lim.orDefault()
 	r := reader{b: b, rec: -1, what: "batch reply", item: "ID"}
@@ -374,6 +413,29 @@ func DecodeReply(b []byte, lim Limits) (BatchReply, error) {
 		for i := range rep.NeedFull {
 			r.rec = i
 			if rep.NeedFull[i], err = r.id("ID"); err != nil {
+				return BatchReply{}, err
+			}
+		}
+		r.rec = -1
+	}
+	r.item = "fence"
+	if n, err = r.count("fence count", minFence, lim.MaxRecords, "MaxRecords"); err != nil {
+		return BatchReply{}, err
+	}
+	if n > 0 {
+		rep.Fenced = make([]Fence, n)
+		for i := range rep.Fenced {
+			r.rec = i
+			f := &rep.Fenced[i]
+			if f.ID, err = r.id("fenced ID"); err != nil {
+				return BatchReply{}, err
+			}
+			holder, err := r.bytes("holder", MaxIDLen, "MaxIDLen")
+			if err != nil {
+				return BatchReply{}, err
+			}
+			f.Holder = string(holder)
+			if f.Epoch, err = r.uvarint("epoch"); err != nil {
 				return BatchReply{}, err
 			}
 		}

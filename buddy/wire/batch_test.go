@@ -19,7 +19,7 @@ func wtSampleRecords() []Record {
 	t2 := t1.Add(90 * time.Second)
 	return []Record{
 		{Kind: KindDelta, Change: &core.Change{
-			ID: "sess-a", Base: 4, Version: 5,
+			ID: "sess-a", Base: 4, Version: 5, Epoch: 3,
 			Set:      []core.Attr{{Key: "cart", Value: []byte(`{"n":3}`)}, {Key: "user", Value: []byte(`"ann"`)}},
 			Deleted:  []string{"flash", "tmp"},
 			Created:  t1,
@@ -34,8 +34,8 @@ func wtSampleRecords() []Record {
 			Created: t1, Accessed: t2,
 		}},
 		{Kind: KindFull, Change: &core.Change{ID: "sess-e", Version: 1, Full: true}},
-		{Kind: KindRemove, Change: &core.Change{ID: "sess-f", Base: 7, Version: 8, Removed: true}},
-		{Kind: KindTouch, Change: &core.Change{ID: "sess-g", Accessed: t2}},
+		{Kind: KindRemove, Change: &core.Change{ID: "sess-f", Base: 7, Version: 8, Epoch: 2, Removed: true}},
+		{Kind: KindTouch, Change: &core.Change{ID: "sess-g", Epoch: 1 << 40, Accessed: t2}},
 		{Kind: KindTouch, Change: &core.Change{ID: "sess-h"}},
 		{Kind: KindDelta, Change: &core.Change{ID: "sess-i", Base: 1<<64 - 2, Version: 1<<64 - 1,
 			Created: time.Unix(0, -1), Accessed: time.Unix(0, 1<<62)}},
@@ -46,6 +46,9 @@ func wtSampleRecords() []Record {
 func wtEqualChange(k Kind, a, b *core.Change) error {
 	if a.ID != b.ID {
 		return fmt.Errorf("ID %q != %q", a.ID, b.ID)
+	}
+	if a.Epoch != b.Epoch {
+		return fmt.Errorf("Epoch %d != %d", a.Epoch, b.Epoch)
 	}
 	switch k {
 	case KindTouch:
@@ -316,7 +319,7 @@ func TestBatchTrailingBytes(t *testing.T) {
 
 func TestBatchVersion(t *testing.T) {
 	enc := AppendBatch(nil, wtSampleRecords())
-	for _, v := range []byte{0, 2, 255} {
+	for _, v := range []byte{0, 1, 3, 255} {
 		enc[0] = v
 		_, err := DecodeBatch(enc, DefaultLimits())
 		if !errors.Is(err, ErrVersion) {
@@ -332,8 +335,8 @@ func TestBatchMalformed(t *testing.T) {
 	uv := func(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
 	one := func(rec ...byte) []byte { return append([]byte{WireVersion, 1}, rec...) }
 	delta := func(flags byte) []byte {
-		// kind, ID "s", PrevID "", base 0, version 1, flags, times 0, 0 sets, 0 deleted
-		return one(byte(KindDelta), 1, 's', 0, 0, 1, flags, 0, 0, 0, 0)
+		// kind, ID "s", PrevID "", base 0, version 1, epoch 1, flags, times 0, 0 sets, 0 deleted
+		return one(byte(KindDelta), 1, 's', 0, 0, 1, 1, flags, 0, 0, 0, 0)
 	}
 	tests := []struct {
 		name string
@@ -348,16 +351,18 @@ func TestBatchMalformed(t *testing.T) {
 		{"kind 5", one(5, 1, 's', 0), ErrMalformed},
 		{"kind 255", one(255, 1, 's', 0), ErrMalformed},
 		{"empty ID", one(byte(KindTouch), 0, 0, 0), ErrMalformed},
-		{"empty remove ID", one(byte(KindRemove), 0, 0, 0, 0), ErrMalformed},
-		{"varint overflow", one(byte(KindTouch), 1, 's', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), ErrMalformed},
+		{"empty remove ID", one(byte(KindRemove), 0, 0, 0, 0, 0), ErrMalformed},
+		{"remove without epoch", one(byte(KindRemove), 1, 's', 0, 1), ErrMalformed},
+		{"touch without epoch", one(byte(KindTouch), 1, 's'), ErrMalformed},
+		{"varint overflow", one(byte(KindTouch), 1, 's', 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), ErrMalformed},
 		{"count overflow", []byte{WireVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, ErrMalformed},
 		{"2^60 records", uv([]byte{WireVersion}, 1<<60), ErrMalformed},
 		{"2^63 records", append(uv([]byte{WireVersion}, 1<<63), 4, 1, 's', 0), ErrMalformed},
 		{"more records than bytes", append(uv([]byte{WireVersion}, 100), 4, 1, 's', 0), ErrMalformed},
-		{"2^62 sets", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 0, 0, 0), 1<<62), ErrMalformed},
-		{"2^62 deleted", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 0, 0, 0, 0), 1<<62), ErrMalformed},
-		{"huge key length", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 0, 0, 0, 1), 1<<62), ErrMalformed},
-		{"huge value length", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 0, 0, 0, 1, 1, 'k'), 1<<40), ErrMalformed},
+		{"2^62 sets", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 1, 0, 0, 0), 1<<62), ErrMalformed},
+		{"2^62 deleted", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 1, 0, 0, 0, 0), 1<<62), ErrMalformed},
+		{"huge key length", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 1, 0, 0, 0, 1), 1<<62), ErrMalformed},
+		{"huge value length", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 1, 0, 0, 0, 1, 1, 'k'), 1<<40), ErrMalformed},
 		{"huge ID length", uv(one(byte(KindTouch)), 1<<50), ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -404,6 +409,8 @@ func TestReplyRoundTrip(t *testing.T) {
 		{},
 		{NeedFull: []string{"a"}},
 		{NeedFull: []string{"sess-1", "sess-2", strings.Repeat("x", MaxIDLen)}},
+		{Fenced: []Fence{{ID: "sess-3", Holder: "n2", Epoch: 7}, {ID: "sess-4", Epoch: 1 << 63}}},
+		{NeedFull: []string{"a"}, Fenced: []Fence{{ID: "b", Holder: strings.Repeat("h", MaxIDLen)}}},
 	} {
 		enc := AppendReply([]byte("pre"), rep)
 		if !bytes.HasPrefix(enc, []byte("pre")) {
@@ -420,6 +427,14 @@ func TestReplyRoundTrip(t *testing.T) {
 		for i := range rep.NeedFull {
 			if got.NeedFull[i] != rep.NeedFull[i] {
 				t.Fatalf("got %q, want %q", got.NeedFull, rep.NeedFull)
+			}
+		}
+		if len(got.Fenced) != len(rep.Fenced) || (len(rep.Fenced) == 0) != (got.Fenced == nil) {
+			t.Fatalf("got %+v, want %+v", got.Fenced, rep.Fenced)
+		}
+		for i := range rep.Fenced {
+			if got.Fenced[i] != rep.Fenced[i] {
+				t.Fatalf("got %+v, want %+v", got.Fenced, rep.Fenced)
 			}
 		}
 		for i := range len(enc) {
@@ -456,8 +471,28 @@ func TestReplyErrors(t *testing.T) {
 	if _, err := DecodeReply(AppendReply(nil, empty), lim); !errors.Is(err, ErrMalformed) {
 		t.Errorf("empty ID: err = %v, want ErrMalformed", err)
 	}
-	if _, err := DecodeReply([]byte{2, 0}, lim); !errors.Is(err, ErrVersion) {
-		t.Errorf("version 2: err = %v, want ErrVersion", err)
+	if _, err := DecodeReply([]byte{1, 0}, lim); !errors.Is(err, ErrVersion) {
+		t.Errorf("version 1: err = %v, want ErrVersion", err)
+	}
+	if _, err := DecodeReply([]byte{WireVersion, 0}, lim); !errors.Is(err, ErrMalformed) {
+		t.Errorf("no fence list: err = %v, want ErrMalformed", err)
+	}
+	fences := func(n int) BatchReply {
+		var r BatchReply
+		for i := range n {
+			r.Fenced = append(r.Fenced, Fence{ID: fmt.Sprint(i)})
+		}
+		return r
+	}
+	if _, err := DecodeReply(AppendReply(nil, fences(3)), lim); err != nil {
+		t.Errorf("fences at MaxRecords: %v", err)
+	}
+	if _, err := DecodeReply(AppendReply(nil, fences(4)), lim); !errors.Is(err, ErrLimit) {
+		t.Errorf("fences above MaxRecords: err = %v, want ErrLimit", err)
+	}
+	longHolder := BatchReply{Fenced: []Fence{{ID: "s", Holder: strings.Repeat("x", MaxIDLen+1)}}}
+	if _, err := DecodeReply(AppendReply(nil, longHolder), lim); !errors.Is(err, ErrLimit) {
+		t.Errorf("holder above MaxIDLen: err = %v, want ErrLimit", err)
 	}
 	huge := binary.AppendUvarint([]byte{WireVersion}, 1<<60)
 	if _, err := DecodeReply(huge, lim); !errors.Is(err, ErrMalformed) {

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,7 +37,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(AppendBatch(nil, wtSampleRecords()[4:]))
 	f.Add(AppendBatch(nil, nil))
 	f.Add(AppendBatch(nil, wtBenchRecords(2)))
-	f.Add([]byte{WireVersion, 1, byte(KindTouch), 1, 's', 2})
+	f.Add([]byte{WireVersion, 1, byte(KindTouch), 1, 's', 1, 2})
 	f.Add([]byte{WireVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b) // decoded from a copy, which is then overwritten
@@ -76,8 +77,9 @@ func FuzzDecodeBatch(f *testing.F) {
 func FuzzDecodeReply(f *testing.F) {
 	f.Add(AppendReply(nil, BatchReply{}))
 	f.Add(AppendReply(nil, BatchReply{NeedFull: []string{"a", "sess-2"}}))
-	f.Add([]byte{WireVersion, 1, 0})
-	f.Add([]byte{WireVersion, 2, 1, 'a'})
+	f.Add(AppendReply(nil, BatchReply{Fenced: []Fence{{ID: "s", Holder: "n2", Epoch: 4}}}))
+	f.Add([]byte{WireVersion, 1, 0, 0})
+	f.Add([]byte{WireVersion, 2, 1, 'a', 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rep, err := DecodeReply(b, wtFuzzLimits())
 		if err != nil {
@@ -100,6 +102,14 @@ func FuzzDecodeReply(f *testing.F) {
 		for i := range rep.NeedFull {
 			if again.NeedFull[i] != rep.NeedFull[i] || rep.NeedFull[i] == "" || len(rep.NeedFull[i]) > MaxIDLen {
 				t.Fatalf("re-encoding decodes differently: %q != %q", again.NeedFull, rep.NeedFull)
+			}
+		}
+		if len(again.Fenced) != len(rep.Fenced) {
+			t.Fatalf("re-encoding decodes differently: %+v != %+v", again.Fenced, rep.Fenced)
+		}
+		for i, fc := range rep.Fenced {
+			if again.Fenced[i] != fc || fc.ID == "" || len(fc.ID) > MaxIDLen || len(fc.Holder) > MaxIDLen {
+				t.Fatalf("re-encoding decodes differently: %+v != %+v", again.Fenced, rep.Fenced)
 			}
 		}
 	})
@@ -149,6 +159,60 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("resealed: %+v %q %v; want %+v %q", h2, p2, err, h, payload)
 		}
 	})
+}
+
+// wtSeeds are the stored seeds of the decoder targets, built from the
+// encoders so that they follow the format as it is; TestWriteSeeds writes
+// them to testdata/fuzz when TANDEM_WRITE_SEEDS=1.
+func wtSeeds() map[string][]byte {
+	all := AppendBatch(nil, wtSampleRecords()[:7])
+	delta := func(epoch, flags byte) []byte {
+		return []byte{WireVersion, 1, byte(KindDelta), 1, 'z', 0, 0, 1, epoch, flags, 0, 0, 0, 0}
+	}
+	touch := []byte{WireVersion, 1, byte(KindTouch), 6, 's', 'e', 's', 's', '-', 'd', 1, 2}
+	longKey := []byte{WireVersion, 1, byte(KindDelta), 1, 'k', 0, 0, 0, 1, 0, 0, 0, 1, 17}
+	longKey = append(append(longKey, "abcdefghijklmnopq"...), 1, 'v', 0)
+	return map[string][]byte{
+		"FuzzDecodeBatch/valid-all-kinds":         all,
+		"FuzzDecodeBatch/valid-empty":             AppendBatch(nil, nil),
+		"FuzzDecodeBatch/valid-zero-times":        delta(1, 0),
+		"FuzzDecodeBatch/limit-long-key":          longKey,
+		"FuzzDecodeBatch/malformed-huge-count":    {WireVersion, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10},
+		"FuzzDecodeBatch/malformed-reserved-flag": delta(1, 2),
+		"FuzzDecodeBatch/malformed-trailing":      append(bytes.Clone(touch), 0),
+		"FuzzDecodeBatch/malformed-truncated":     all[:len(all)/2],
+		"FuzzDecodeBatch/malformed-unknown-kind":  {WireVersion, 1, 9, 1, 's', 1, 0},
+		"FuzzDecodeBatch/wrong-version":           append([]byte{1}, all[1:]...),
+		"FuzzDecodeReply/valid-empty":             AppendReply(nil, BatchReply{}),
+		"FuzzDecodeReply/valid-ids":               AppendReply(nil, BatchReply{NeedFull: []string{"sess-a", "sess-b"}, Fenced: []Fence{{ID: "sess-c", Holder: "n2", Epoch: 5}}}),
+		"FuzzDecodeReply/malformed-empty-id":      {WireVersion, 1, 0, 0},
+		"FuzzDecodeReply/malformed-huge-count":    {WireVersion, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40},
+		"FuzzDecodeReply/malformed-truncated":     {WireVersion, 1, 6, 's', 'e'},
+		"FuzzDecodeReply/malformed-fence":         {WireVersion, 0, 1, 1, 's', 1},
+		"FuzzDecodeReply/wrong-version":           {1, 0},
+	}
+}
+
+func TestWriteSeeds(t *testing.T) {
+	if os.Getenv("TANDEM_WRITE_SEEDS") != "1" {
+		t.Skip("set TANDEM_WRITE_SEEDS=1 to rewrite testdata/fuzz from the encoders")
+	}
+	for name, b := range wtSeeds() {
+		data := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
+		if err := os.WriteFile(filepath.Join("testdata", "fuzz", name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSeedsStored checks that the stored seeds are the ones wtSeeds builds.
+func TestSeedsStored(t *testing.T) {
+	for name, want := range wtSeeds() {
+		got, err := wtReadSeed(filepath.Join("testdata", "fuzz", name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: stored seed differs (%v): run TANDEM_WRITE_SEEDS=1 go test -run TestWriteSeeds", name, err)
+		}
+	}
 }
 
 // TestFuzzCorpus checks that the stored seeds still mean what their names

@@ -1,0 +1,331 @@
+package buddy
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/tandemsession/tandem/buddy/wire"
+	"github.com/tandemsession/tandem/core"
+)
+
+// Ownership: how a session moves between nodes without ever being served
+// by two owners that both acknowledge writes.
+//
+// A session has one owner, which holds it in its core.Manager, and a copy
+// on the owner's buddy. Its ownership epoch (core.Change.Epoch) grows by
+// one with every move: a failover fetch, a handover to a node that asks
+// for it, a drain's promotion. Every record an owner sends carries the
+// epoch it owns the session under; a node refuses (fences) a record from
+// an older epoch than the one it knows, and the owner that receives the
+// refusal gives the session up (its waiting commit fails with
+// core.ErrSessionMoved, 503), so an owner that was paused or partitioned
+// and missed a move cannot acknowledge a write in Sync mode.
+//
+// From one node's point of view a session is, per ID:
+//
+//	absent   nothing here.
+//	fetching this node is fetching it for its requests (core's single
+//	         flight): askers are told to ask again (pending).
+//	owned    in core's store (core's handover.go: owned -> leaving ->
+//	         moved). Askers get it once the requests holding it here are
+//	         done; meanwhile they are told pending.
+//	moved    given up to another node: the moves cache remembers where,
+//	         and askers are redirected there.
+//	copy     a backup copy from its owner (epoch, version).
+//	fence    a copy handed out because its owner was gone: who took it and
+//	         the epoch it took it under; the old owner's records are
+//	         refused until the session would have expired.
+//
+// Transitions: absent -> fetching -> owned (a request here needs it);
+// owned -> moved (a peer took it; or a fence from the buddy; or a copy
+// from a newer epoch arrived); absent/copy -> copy (a record from its
+// owner); copy -> fence (handed out to an asker, the owner being gone);
+// copy -> owned (promotion when the owner drains); copy/fence -> absent
+// (removal, drop, expiry). The hand-outs of one session and its
+// promotion are serialized by the session's stripe of n.handoff.
+
+// handoverWait bounds how long a node asked for a session waits for the
+// requests holding it to finish before it hands the session over anyway.
+func (n *Node) handoverWait() time.Duration {
+	return min(n.cfg.ReplicationTimeout/2, time.Second)
+}
+
+// stripes serializes, per session, the hand-outs of a copy with its
+// promotion.
+type stripes struct {
+	seed maphash.Seed
+	mu   [64]sync.Mutex
+}
+
+func (s *stripes) lock(id string) func() {
+	m := &s.mu[maphash.String(s.seed, id)%uint64(len(s.mu))]
+	m.Lock()
+	return m.Unlock
+}
+
+// onFetch answers a peer that asks for session id: it hands over a session
+// this node owns (once the requests holding it here are done), or a backup
+// copy whose owner is gone; for a session it moved, or a copy whose owner
+// lives, it names the node to ask instead.
+func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
+	id, err := wire.CheckFetch(payload)
+	if err != nil {
+		return nil, malformed(err)
+	}
+	rep := n.handOver(from, id)
+	switch rep.Status {
+	case wire.FetchFound:
+		n.stats.handedOut.Add(1)
+	case wire.FetchPending:
+		n.stats.fetchPending.Add(1)
+	}
+	return wire.AppendFetchReply(nil, rep), nil
+}
+
+func (n *Node) handOver(from, id string) wire.FetchReply {
+	redirect := func(to string) wire.FetchReply { return wire.FetchReply{Status: wire.FetchRedirect, Redirect: to} }
+	if n.handingOver.Load() {
+		// Draining, and the buddy holds every session: it takes them over.
+		if to := n.sender.buddy(); to.ID != "" && to.ID != from {
+			return redirect(to.ID)
+		}
+	}
+	unlock := n.handoff.lock(id)
+	defer unlock()
+	if m := n.mgr.Load(); m != nil {
+		ctx, cancel := context.WithTimeout(n.ctx, n.handoverWait())
+		c, held := m.Surrender(ctx, id)
+		cancel()
+		if c != nil {
+			n.stats.ownershipMoves.Add(1)
+			n.moves.add(id, from, time.Now())
+			// The buddy's copy is the new owner's to replace now.
+			n.sender.enqueue(wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Epoch: c.Epoch, Removed: true}})
+			return wire.FetchReply{Status: wire.FetchFound, Copy: c}
+		}
+		if held {
+			return wire.FetchReply{Status: wire.FetchPending}
+		}
+	}
+	if to, ok := n.moves.get(id); ok && to != from && n.view.answers(to) {
+		return redirect(to)
+	}
+	e, ok := n.backups.lookup(id)
+	switch {
+	case !ok:
+		return wire.FetchReply{Status: wire.FetchNone}
+	case e.fence:
+		if e.holder != from && n.view.answers(e.holder) {
+			return redirect(e.holder)
+		}
+		return wire.FetchReply{Status: wire.FetchNone}
+	case e.holder != from && n.ownerLives(e):
+		// The owner lives: it has the newest copy.
+		return redirect(e.holder)
+	}
+	if c, ok := n.backups.handOut(id, e.holder, from); ok {
+		n.stats.failovers.Add(1)
+		return wire.FetchReply{Status: wire.FetchFound, Copy: c}
+	}
+	return wire.FetchReply{Status: wire.FetchNone}
+}
+
+// ownerLives reports whether the owner of a backup copy still holds the
+// session: it answers a ping now, is not draining, and runs as the
+// incarnation that sent the copy (a restarted owner holds nothing). A node
+// asked for a copy whose owner it still believes alive checks first: the
+// asker usually comes because the owner just died, before this node
+// noticed.
+func (n *Node) ownerLives(e entry) bool {
+	if !n.view.answers(e.holder) {
+		return false
+	}
+	p, ok := n.view.peer(e.holder)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, min(n.cfg.ReplicationTimeout/2, 500*time.Millisecond))
+	defer cancel()
+	pong, ok := n.probe(ctx, p)
+	return ok && !pong.Draining && (e.inc == 0 || pong.Incarnation == e.inc)
+}
+
+// applyBatch applies the records of a batch from owner from and returns
+// the reply: the sessions that need a full copy, and those fenced.
+func (n *Node) applyBatch(from string, recs []wire.Record) wire.BatchReply {
+	var reply wire.BatchReply
+	m := n.mgr.Load()
+	inc := n.view.incarnation(from)
+	for _, r := range recs {
+		if m != nil {
+			if st, owned := m.Owned(r.Change.ID); owned {
+				if r.Change.Epoch <= st.Epoch {
+					// This node owns the session under that epoch or a newer
+					// one: the sender lost it, and any copy held here is a
+					// leftover.
+					n.backups.dropOlder(r.Change.ID, st.Epoch)
+					n.stats.recordsFenced.Add(1)
+					reply.Fenced = append(reply.Fenced, wire.Fence{ID: r.Change.ID, Holder: n.cfg.ID, Epoch: st.Epoch})
+					continue
+				}
+				// The sender owns it under a newer epoch: this node missed
+				// the move (it was paused or cut off).
+				if m.Fence(r.Change.ID, r.Change.Epoch) {
+					n.moves.add(r.Change.ID, from, time.Now())
+				}
+			}
+		}
+		out, f := n.backups.apply(from, inc, r)
+		switch out {
+		case applied:
+			n.stats.recordsApplied.Add(1)
+		case ignored:
+			n.stats.recordsIgnored.Add(1)
+		case gap:
+			n.stats.gapsReported.Add(1)
+			reply.NeedFull = append(reply.NeedFull, r.Change.ID)
+		case fenced:
+			n.stats.recordsFenced.Add(1)
+			reply.Fenced = append(reply.Fenced, f)
+		}
+	}
+	return reply
+}
+
+// lost handles the buddy's refusal of sessions that another node owns
+// under a newer epoch: this node gives them up. It returns their IDs.
+func (n *Node) lost(fences []wire.Fence) []string {
+	ids := make([]string, 0, len(fences))
+	m := n.mgr.Load()
+	for _, f := range fences {
+		if f.Holder == n.cfg.ID {
+			continue // a stale record of a session this node owns again
+		}
+		ids = append(ids, f.ID)
+		if m != nil && m.Fence(f.ID, f.Epoch+1) {
+			n.stats.fencedLocal.Add(1)
+		}
+		if f.Holder != "" && f.Holder != n.cfg.ID {
+			n.moves.add(f.ID, f.Holder, time.Now())
+		}
+	}
+	n.sender.forget(ids)
+	return ids
+}
+
+// onTransfer handles a drain handover or a release from an owner.
+func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
+	t, err := wire.DecodeTransfer(payload)
+	if err != nil {
+		return nil, malformed(err)
+	}
+	if inc := n.view.incarnation(from); inc != 0 && t.Incarnation != inc {
+		return nil, &rejection{409, RejectStale, fmt.Errorf("transfer from %s's incarnation %d; it runs as %d", from, t.Incarnation, inc)}
+	}
+	switch t.Op {
+	case wire.TransferDrop:
+		k := 0
+		for _, id := range n.backups.ids(from) {
+			if n.backups.removeFrom(id, from) {
+				k++
+			}
+		}
+		return wire.AppendCount(nil, uint64(k)), nil
+	default: // wire.TransferPromote
+		n.markLeft(from, t.Incarnation)
+		k, err := n.promote(from)
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendCount(nil, uint64(k)), nil
+	}
+}
+
+// promoteOne turns the backup copy of id from owner into a session this
+// node owns, under the next epoch.
+func (n *Node) promoteOne(m *core.Manager, id, owner string) bool {
+	unlock := n.handoff.lock(id)
+	defer unlock()
+	c, ok := n.backups.take(id, owner)
+	if !ok {
+		return false
+	}
+	c.Epoch++
+	if err := m.Install(c); err != nil {
+		c.Epoch--
+		n.backups.apply(owner, n.view.incarnation(owner), wire.Record{Kind: wire.KindFull, Change: c})
+		n.log.Error("buddy: session not taken over", "id", id, "err", err)
+		return false
+	}
+	n.sender.addResync([]string{id})
+	return true
+}
+
+// promote makes this node the owner of every copy it holds from owner and
+// replicates them to its own buddy.
+func (n *Node) promote(owner string) (int, error) {
+	m := n.mgr.Load()
+	if m == nil {
+		return 0, fmt.Errorf("buddy: no manager bound, cannot take sessions over")
+	}
+	k := 0
+	for _, id := range n.backups.ids(owner) {
+		if n.promoteOne(m, id, owner) {
+			k++
+		}
+	}
+	n.stats.promoted.Add(uint64(k))
+	ctx, cancel := context.WithTimeout(n.ctx, 4*n.cfg.ReplicationTimeout)
+	defer cancel()
+	if err := n.sender.flush(ctx); err != nil {
+		n.log.Warn("buddy: taken-over sessions not yet on our buddy", "err", err)
+	}
+	return k, nil
+}
+
+// moveCache remembers, for a while, to which node this node gave each
+// session up, so a late request for it here goes straight to the new owner
+// and askers are redirected. Bounded: when full, it forgets everything
+// (askers then find the session by asking around).
+type moveCache struct {
+	mu sync.Mutex
+	m  map[string]moved
+}
+
+type moved struct {
+	to string
+	at time.Time
+}
+
+const (
+	moveTTL = 5 * time.Minute
+	moveMax = 65536
+)
+
+func (c *moveCache) add(id, to string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= moveMax {
+		c.m = make(map[string]moved)
+	}
+	c.m[id] = moved{to, now}
+}
+
+func (c *moveCache) get(id string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	mv, ok := c.m[id]
+	if !ok || time.Since(mv.at) > moveTTL {
+		return "", false
+	}
+	return mv.to, true
+}
+
+func (c *moveCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
+}

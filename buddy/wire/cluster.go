@@ -1,0 +1,243 @@
+package wire
+
+// The payloads of the cluster messages (PROTOCOL.md section 4b): ping and
+// pong, fetch and its reply, transfer, leave. None is compressed.
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/tandemsession/tandem/core"
+)
+
+// MaxCookieKeys is the most cookie key fingerprints a ping carries.
+const MaxCookieKeys = 16
+
+// Ping is the payload of MsgPing and MsgPong: who the sender is this run
+// and what it is configured with, so that peers spot restarts, drains and
+// misconfiguration.
+type Ping struct {
+	// Incarnation is the sender's start time in Unix nanoseconds: a new
+	// value means it restarted with nothing.
+	Incarnation uint64
+	// Draining: the sender is handing its sessions over and leaving.
+	Draining bool
+	// Settings fingerprints the settings every node must share (cookie
+	// name, idle timeout, lifetime); 0 while the sender has no manager.
+	Settings uint64
+	// CookieKeys fingerprints the sender's cookie key pairs, signing pair
+	// first; empty while the sender has no manager.
+	CookieKeys []uint64
+}
+
+// AppendPing appends the encoding of p: incarnation (uvarint), state (one
+// byte, 0 serving or 1 draining), settings (8 bytes, big-endian), the
+// number of cookie keys (one byte) and each key's fingerprint (8 bytes).
+func AppendPing(dst []byte, p Ping) []byte {
+	dst = binary.AppendUvarint(dst, p.Incarnation)
+	state := byte(0)
+	if p.Draining {
+		state = 1
+	}
+	dst = append(dst, state)
+	dst = binary.BigEndian.AppendUint64(dst, p.Settings)
+	keys := p.CookieKeys[:min(len(p.CookieKeys), MaxCookieKeys)]
+	dst = append(dst, byte(len(keys)))
+	for _, k := range keys {
+		dst = binary.BigEndian.AppendUint64(dst, k)
+	}
+	return dst
+}
+
+// DecodePing decodes what AppendPing encodes. Errors wrap ErrMalformed.
+func DecodePing(b []byte) (Ping, error) {
+	var p Ping
+	inc, k := binary.Uvarint(b)
+	if k <= 0 || len(b) < k+1+8+1 || b[k] > 1 {
+		return Ping{}, fmt.Errorf("%w: ping payload", ErrMalformed)
+	}
+	p.Incarnation, p.Draining = inc, b[k] == 1
+	b = b[k+1:]
+	p.Settings = binary.BigEndian.Uint64(b)
+	n := int(b[8])
+	b = b[9:]
+	if n > MaxCookieKeys || len(b) != 8*n {
+		return Ping{}, fmt.Errorf("%w: ping payload with %d cookie keys in %d bytes", ErrMalformed, n, len(b))
+	}
+	if n > 0 {
+		p.CookieKeys = make([]uint64, n)
+		for i := range p.CookieKeys {
+			p.CookieKeys[i] = binary.BigEndian.Uint64(b[8*i:])
+		}
+	}
+	return p, nil
+}
+
+// FetchStatus is the first byte of a fetch reply.
+type FetchStatus byte
+
+// Fetch reply statuses.
+const (
+	// FetchNone: the node holds no copy and knows of none.
+	FetchNone FetchStatus = 0
+	// FetchFound: the node gave its copy up; a full record follows.
+	FetchFound FetchStatus = 1
+	// FetchRedirect: ask the node named next instead.
+	FetchRedirect FetchStatus = 2
+	// FetchPending: the node holds the session but cannot hand it over
+	// this moment (it is fetching it, or handing it over already): ask
+	// again shortly.
+	FetchPending FetchStatus = 3
+)
+
+// String returns the status's name.
+func (s FetchStatus) String() string {
+	switch s {
+	case FetchNone:
+		return "none"
+	case FetchFound:
+		return "found"
+	case FetchRedirect:
+		return "redirect"
+	case FetchPending:
+		return "pending"
+	}
+	return fmt.Sprintf("fetch-status(%d)", byte(s))
+}
+
+// FetchReply is the payload of MsgFetchReply.
+type FetchReply struct {
+	Status FetchStatus
+	// Copy is the session's full copy (FetchFound), with the epoch under
+	// which the giver held it.
+	Copy *core.Change
+	// Redirect is the node to ask instead (FetchRedirect).
+	Redirect string
+}
+
+// CheckFetch checks a fetch request's payload, the session ID (1 to
+// MaxIDLen bytes). Errors wrap ErrMalformed.
+func CheckFetch(payload []byte) (id string, err error) {
+	if len(payload) == 0 || len(payload) > MaxIDLen {
+		return "", fmt.Errorf("%w: fetch of a %d-byte ID", ErrMalformed, len(payload))
+	}
+	return string(payload), nil
+}
+
+// AppendFetchReply appends the encoding of r: the status byte, then for
+// FetchFound a batch (section 3, uncompressed) of one full record, for
+// FetchRedirect the node ID.
+func AppendFetchReply(dst []byte, r FetchReply) []byte {
+	dst = append(dst, byte(r.Status))
+	switch r.Status {
+	case FetchFound:
+		return AppendBatch(dst, []Record{{Kind: KindFull, Change: r.Copy}})
+	case FetchRedirect:
+		return append(dst, r.Redirect...)
+	}
+	return dst
+}
+
+// DecodeFetchReply decodes a reply to a fetch of session id. Errors wrap
+// ErrMalformed, ErrLimit or ErrVersion.
+func DecodeFetchReply(b []byte, id string, lim Limits) (FetchReply, error) {
+	if len(b) == 0 {
+		return FetchReply{}, fmt.Errorf("%w: empty fetch reply", ErrMalformed)
+	}
+	r := FetchReply{Status: FetchStatus(b[0])}
+	rest := b[1:]
+	switch r.Status {
+	case FetchNone, FetchPending:
+		if len(rest) != 0 {
+			return FetchReply{}, fmt.Errorf("%w: %v fetch reply with %d trailing bytes", ErrMalformed, r.Status, len(rest))
+		}
+	case FetchFound:
+		recs, err := DecodeBatch(rest, lim)
+		if err != nil {
+			return FetchReply{}, err
+		}
+		if len(recs) != 1 || recs[0].Kind != KindFull || recs[0].Change.ID != id {
+			return FetchReply{}, fmt.Errorf("%w: fetch reply does not hold one full copy of the session asked for", ErrMalformed)
+		}
+		r.Copy = recs[0].Change
+	case FetchRedirect:
+		if len(rest) == 0 || len(rest) > MaxIDLen {
+			return FetchReply{}, fmt.Errorf("%w: redirect to a %d-byte node ID", ErrMalformed, len(rest))
+		}
+		r.Redirect = string(rest)
+	default:
+		return FetchReply{}, fmt.Errorf("%w: fetch reply status %d", ErrMalformed, b[0])
+	}
+	return r, nil
+}
+
+// TransferOp is what a MsgTransfer asks.
+type TransferOp byte
+
+// Transfer ops.
+const (
+	// TransferPromote: the sender is leaving; take over as owner every copy
+	// you hold from it.
+	TransferPromote TransferOp = 1
+	// TransferDrop: the sender has a new buddy that holds every session;
+	// drop the copies you hold from it.
+	TransferDrop TransferOp = 2
+)
+
+// Transfer is the payload of MsgTransfer.
+type Transfer struct {
+	Op TransferOp
+	// Incarnation is the sender's, so that a transfer captured from an
+	// earlier run of the sender means nothing to this one.
+	Incarnation uint64
+}
+
+// AppendTransfer appends the encoding of t: the op byte and the
+// incarnation (uvarint).
+func AppendTransfer(dst []byte, t Transfer) []byte {
+	return binary.AppendUvarint(append(dst, byte(t.Op)), t.Incarnation)
+}
+
+// DecodeTransfer decodes what AppendTransfer encodes. Errors wrap
+// ErrMalformed.
+func DecodeTransfer(b []byte) (Transfer, error) {
+	if len(b) < 2 || TransferOp(b[0]) != TransferPromote && TransferOp(b[0]) != TransferDrop {
+		return Transfer{}, fmt.Errorf("%w: transfer payload", ErrMalformed)
+	}
+	inc, k := binary.Uvarint(b[1:])
+	if k <= 0 || 1+k != len(b) {
+		return Transfer{}, fmt.Errorf("%w: transfer payload", ErrMalformed)
+	}
+	return Transfer{Op: TransferOp(b[0]), Incarnation: inc}, nil
+}
+
+// AppendCount appends a count (uvarint): the reply to a transfer.
+func AppendCount(dst []byte, n uint64) []byte { return binary.AppendUvarint(dst, n) }
+
+// DecodeCount decodes what AppendCount encodes.
+func DecodeCount(b []byte) (uint64, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || k != len(b) {
+		return 0, fmt.Errorf("%w: count", ErrMalformed)
+	}
+	return n, nil
+}
+
+// Leave is the payload of MsgLeave: the sender leaves the cluster.
+type Leave struct {
+	// Incarnation is the sender's; a leave from an earlier run means
+	// nothing to a later one.
+	Incarnation uint64
+}
+
+// AppendLeave appends the encoding of l: the incarnation (uvarint).
+func AppendLeave(dst []byte, l Leave) []byte { return binary.AppendUvarint(dst, l.Incarnation) }
+
+// DecodeLeave decodes what AppendLeave encodes. Errors wrap ErrMalformed.
+func DecodeLeave(b []byte) (Leave, error) {
+	inc, k := binary.Uvarint(b)
+	if k <= 0 || k != len(b) {
+		return Leave{}, fmt.Errorf("%w: leave payload", ErrMalformed)
+	}
+	return Leave{Incarnation: inc}, nil
+}
