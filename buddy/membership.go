@@ -9,24 +9,37 @@ import (
 	"time"
 )
 
-// State is what a node believes of a peer.
+// State is what a node believes of a peer (PeerStatus.State). Its text
+// form, in String and in JSON, is the lower-case name: "unknown", "alive",
+// "suspect", "dead", "left".
 type State int
 
 const (
-	// Unknown: never heard from since this node started. Not in the ring.
+	// Unknown: never heard from since this node started (not started yet,
+	// or unreachable since). Not in the ring.
 	Unknown State = iota
-	// Alive: answered a ping within SuspectAfter.
+	// Alive: answered a ping within SuspectAfter. In the ring.
 	Alive
-	// Suspect: no answer for SuspectAfter; still in the ring.
+	// Suspect: no answer for SuspectAfter; still in the ring, so a short
+	// pause moves no session.
 	Suspect
-	// Dead: no answer for DeadAfter; out of the ring.
+	// Dead: no answer for DeadAfter, or a request to it failed; out of the
+	// ring, and its sessions are taken over from their backups when asked
+	// for.
 	Dead
-	// Left: announced a graceful departure, or is draining; out of the ring.
+	// Left: announced a graceful departure, is draining, or was dropped by
+	// Discovery; out of the ring.
 	Left
 )
 
+var stateNames = [...]string{"unknown", "alive", "suspect", "dead", "left"}
+
+// String returns the state's lower-case name.
 func (s State) String() string {
-	return [...]string{"unknown", "alive", "suspect", "dead", "left"}[s]
+	if s < 0 || int(s) >= len(stateNames) {
+		return fmt.Sprintf("State(%d)", int(s))
+	}
+	return stateNames[s]
 }
 
 func (s State) inRing() bool { return s == Alive || s == Suspect }
@@ -50,7 +63,9 @@ type peerState struct {
 // PeerStatus is one peer as Stats reports it.
 type PeerStatus struct {
 	Peer
-	State  string
+	// State is what this node believes of the peer; JSON shows its name.
+	State State
+	// LastOK is when the peer last answered (zero: never).
 	LastOK time.Time
 }
 
@@ -365,7 +380,7 @@ func (n *Node) Peers() []PeerStatus {
 	defer n.view.mu.Unlock()
 	out := make([]PeerStatus, 0, len(n.view.peers))
 	for _, p := range n.view.peers {
-		out = append(out, PeerStatus{Peer: p.Peer, State: p.state.String(), LastOK: p.lastOK})
+		out = append(out, PeerStatus{Peer: p.Peer, State: p.state, LastOK: p.lastOK})
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int {
 		if a.ID < b.ID {

@@ -161,7 +161,7 @@ func (m *monitor) poll(ctx context.Context) {
 		v.Mode, v.Sessions, v.Backups, v.Buddy = s.Mode, st.Sessions, s.Backups, s.Buddy
 		v.Peers = v.Peers[:0]
 		for _, p := range s.Peers {
-			v.Peers = append(v.Peers, peerView{ID: p.ID, State: p.State})
+			v.Peers = append(v.Peers, peerView{ID: p.ID, State: p.State.String()})
 		}
 		v.RecordsSent, v.BytesRaw, v.BytesWire = s.RecordsSent, s.BytesRaw, s.BytesWire
 		v.Failovers, v.Promoted, v.TransferSessions = s.Failovers, s.Promoted, s.TransferSessions

@@ -279,9 +279,9 @@ func (c *cluster) converged(ctx context.Context, client *http.Client) (bool, str
 			return false, err.Error()
 		}
 		for _, p := range st.Stats.Peers {
-			want := p.State == buddy.Alive.String()
+			want := p.State == buddy.Alive
 			if !up[p.ID] {
-				want = p.State == buddy.Dead.String() || p.State == buddy.Left.String()
+				want = p.State == buddy.Dead || p.State == buddy.Left
 			}
 			if !want {
 				return false, fmt.Sprintf("%s sees %s %s", pi.ID, p.ID, p.State)

@@ -114,7 +114,7 @@ func waitConverged(t *testing.T, nodes []*testNode) {
 			}
 			alive := 0
 			for _, p := range st.Stats.Peers {
-				if p.State == "alive" {
+				if p.State == buddy.Alive {
 					alive++
 				}
 			}
