@@ -105,9 +105,11 @@ func (m *Manager) Len() int { return int(m.store.count.Load()) }
 
 func (m *Manager) now() int64 { return m.cfg.Now().UnixNano() }
 
-// DefaultErrorHandler answers 503 Service Unavailable for ErrNodeFull,
-// ErrReplication, ErrSessionMoved and ErrDraining, and 500 Internal Server
-// Error for any other commit error.
+// DefaultErrorHandler answers a failed commit with a plain-text status
+// page: 503 Service Unavailable for the errors after which the same request
+// can succeed later or on another node, 500 Internal Server Error for the
+// others. Which error gets which status: the README's table "Errors and
+// status codes", the one list of them.
 func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	code := http.StatusInternalServerError
 	if errors.Is(err, ErrNodeFull) || errors.Is(err, ErrReplication) ||
@@ -227,7 +229,7 @@ func (m *Manager) Surrender(id string) (*Change, bool) {
 	return c, true
 }
 
-// Drain makes the node refuse to create sessions (ErrDraining, 503): call it
+// Drain makes the node refuse to create sessions (ErrDraining): call it
 // when the node is about to stop. Existing sessions are still served.
 func (m *Manager) Drain() { m.draining.Store(true) }
 
