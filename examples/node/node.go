@@ -2,11 +2,12 @@
 // core.Manager and a Gin application (the demo shop: log in, fill a cart)
 // served with ginsession, configured by flags or the environment, with a
 // health endpoint, a readiness endpoint and the graceful stop a deployment
-// needs. Run one process per node (the command is cmd/tandem-node):
+// needs. Run one process per node (the command is cmd/tandem-node).
+// Generate the three keys once for the whole cluster (openssl rand -hex 32,
+// three times), keep them in your secret store and give every node the
+// same three in its environment; then, on each node:
 //
-//	export TANDEM_CLUSTER_KEY=$(openssl rand -hex 32)       # the same on every node
-//	export TANDEM_COOKIE_HASH_KEY=$(openssl rand -hex 32)   # the same on every node
-//	export TANDEM_COOKIE_BLOCK_KEY=$(openssl rand -hex 32)  # the same on every node
+//	# with TANDEM_CLUSTER_KEY, TANDEM_COOKIE_HASH_KEY and TANDEM_COOKIE_BLOCK_KEY set
 //	go run ./examples/node/cmd/tandem-node -id n1 -http 10.0.0.1:8080 -repl 10.0.0.1:7946 \
 //		-peers n1=10.0.0.1:7946,n2=10.0.0.2:7946,n3=10.0.0.3:7946
 //

@@ -54,6 +54,8 @@ type Skipper interface {
 type Route struct {
 	Method string // GET, POST, ...
 	Path   string // an exact path, no parameters
+	// Handle serves the route; its error is answered the framework's
+	// way, with the status StatusOf gives.
 	Handle func(Ctx) error
 }
 

@@ -18,8 +18,10 @@ import (
 
 // Case is one behaviour of the suite.
 type Case struct {
+	// Name names the case (and its subtest).
 	Name string
-	Run  func(t *testing.T, f Frontend)
+	// Run checks the behaviour against f.
+	Run func(t *testing.T, f Frontend)
 }
 
 // Cases returns the suite, in the order Run runs it.
