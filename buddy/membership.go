@@ -23,9 +23,9 @@ const (
 	// Suspect: no answer for SuspectAfter; still in the ring, so a short
 	// pause moves no session.
 	Suspect
-	// Dead: no answer for DeadAfter, or a request to it failed; out of the
-	// ring, and its sessions are taken over from their backups when asked
-	// for.
+	// Dead: no answer for DeadAfter (or a drain's handover to it failed);
+	// out of the ring, and its sessions are taken over from their backups
+	// when asked for.
 	Dead
 	// Left: announced a graceful departure, is draining, or was dropped by
 	// Discovery; out of the ring.
