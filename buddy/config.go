@@ -149,7 +149,9 @@ type Config struct {
 	MaxDecodedSize int
 	// Limits bound what a decoded batch may hold. Default DefaultLimits().
 	Limits Limits
-	// Logger receives the node's log records. Default: discarded.
+	// Logger receives the node's log records. Default: discarded. The
+	// node adds node=<ID> to every record itself: pass a logger without
+	// it (a logger.With("node", id) prints the attribute twice).
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time

@@ -35,8 +35,11 @@ import (
 )
 
 // Node is one member of a Tandem cluster. Create it with New, hand it to
-// core.Config.Replicator, and stop it with Shutdown (which hands its
-// sessions over); Close stops it at once, as a crash would.
+// core.Config.Replicator, and stop it with Shutdown, after the
+// application's http.Server.Shutdown: Shutdown hands the node's sessions
+// over to its buddy, so that a rolling restart logs nobody out. Close stops
+// the node at once and hands nothing over, as a crash would: it is for
+// tests, and for after Shutdown (which calls it).
 //
 // Locks, in the order they may be taken: a session's record lock (core;
 // Replicate runs under it), then the sender's (sender.mu). The view's
@@ -249,7 +252,10 @@ func (n *Node) Addr() string { return n.ln.Addr().String() }
 func (n *Node) ID() string { return n.cfg.ID }
 
 // Close stops the node at once: the listener, the sender (waiting commits
-// fail) and the expiry loop. It does not hand sessions over.
+// fail) and the expiry loop. It does not hand sessions over: the sessions
+// this node owns survive only as their buddy's backup copies, as after a
+// crash. A deployment stops a node with Shutdown, which calls Close when it
+// is done; Close is for tests, and is safe to call again after Shutdown.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.spawnMu.Lock()

@@ -8,7 +8,9 @@ import (
 	"time"
 )
 
-// State is what a node believes of a peer.
+// State is what a node believes of a peer (PeerStatus.State). Its text
+// form, in String and in JSON, is the lower-case name: "unknown", "alive",
+// "suspect", "dead", "draining", "left".
 type State int
 
 const (
@@ -65,7 +67,9 @@ func (s State) answers() bool { return s != Dead && s != Left }
 // PeerStatus is one peer as Stats reports it.
 type PeerStatus struct {
 	Peer
-	State  State
+	// State is what this node believes of the peer; JSON shows its name.
+	State State
+	// LastOK is when the peer last answered (zero: never).
 	LastOK time.Time
 	// Mismatch, when not empty, says how the peer's configuration differs
 	// from this node's (cookie keys, shared settings): it is kept out of
@@ -239,6 +243,19 @@ func (v *view) known(id string) bool {
 	defer v.mu.Unlock()
 	_, ok := v.peers[id]
 	return ok
+}
+
+// configured reports whether any peer is configured (listed by Peers or
+// Discovery).
+func (v *view) configured() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, p := range v.peers {
+		if !p.undiscovered {
+			return true
+		}
+	}
+	return false
 }
 
 // empty reports whether the node has no peer at all (a single node).

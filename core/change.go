@@ -70,7 +70,8 @@ type Replicator interface {
 type Ack interface {
 	// Wait blocks until the change is acknowledged, fails, or ctx ends. An
 	// error makes the request fail through Config.ErrorHandler; wrap
-	// ErrReplication so the default handler answers 503.
+	// ErrReplication, so that the default handler answers it as a
+	// replication failure.
 	Wait(ctx context.Context) error
 }
 

@@ -38,9 +38,11 @@ type CookieConfig struct {
 	// RouteName names a second, plain cookie holding the ID of the node that
 	// owns the session, for a load balancer to route by (sticky sessions
 	// that follow failovers): it is written with the session cookie
-	// whenever the owner changes. Default "" (no route cookie). It carries
-	// no secret; a forged value only sends the request to another node,
-	// which fetches the session.
+	// whenever the owner changes. Default "" (no route cookie);
+	// DefaultRouteCookie is the conventional name, for the application and
+	// the balancer's configuration to share. It carries no secret; a forged
+	// value only sends the request to another node, which fetches the
+	// session.
 	RouteName string
 	// Lazy sends a new session's cookie only when the session was written
 	// before the response header went out. Default false: every new
@@ -96,8 +98,8 @@ type Config struct {
 	// Logger receives the manager's log records. Default: discarded.
 	Logger *slog.Logger
 	// ErrorHandler writes the response when a commit fails before the
-	// header went out. Default DefaultErrorHandler: 503 for ErrNodeFull and
-	// ErrReplication, 500 for everything else.
+	// header went out. Default DefaultErrorHandler; the status it answers
+	// for each error is in the README's table "Errors and status codes".
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 	// SweepInterval is how often expired sessions are removed from memory.
 	// An expired session is never served, swept or not. Default 1 second.
@@ -105,6 +107,12 @@ type Config struct {
 	// Now is the clock. Default time.Now. Tests inject their own.
 	Now func() time.Time
 }
+
+// DefaultRouteCookie is the conventional name of the route cookie
+// (CookieConfig.RouteName): set RouteName to it, and route on it in the
+// load balancer (nginx's $cookie_tandem_node, HAProxy's
+// req.cook(tandem_node)).
+const DefaultRouteCookie = "tandem_node"
 
 const (
 	defaultCookieName     = "tandem"

@@ -5,7 +5,8 @@ import "errors"
 // Errors callers can branch on with errors.Is. Over-limit errors are returned
 // by Session.Set when the value alone breaks a limit, and by the commit when
 // the merged session would; the middleware hands commit errors to
-// Config.ErrorHandler.
+// Config.ErrorHandler. The status DefaultErrorHandler answers for each is
+// in the README's table "Errors and status codes".
 var (
 	// ErrInvalidConfig wraps every error NewManager returns for a bad Config.
 	ErrInvalidConfig = errors.New("tandem: invalid config")
@@ -16,17 +17,17 @@ var (
 	// ErrSessionTooLarge: keys plus values would exceed Limits.MaxSessionSize.
 	ErrSessionTooLarge = errors.New("tandem: session too large")
 	// ErrNodeFull: the node already holds Limits.MaxSessions sessions and
-	// cannot create another. The default error handler answers 503.
+	// cannot create another.
 	ErrNodeFull = errors.New("tandem: node holds the maximum number of sessions")
 	// ErrInvalidKey: an attribute key is empty, too long, or reserved
 	// (keys starting with a NUL byte belong to Tandem).
 	ErrInvalidKey = errors.New("tandem: invalid attribute key")
 	// ErrReplication: the change is committed on this node but the replicator
-	// could not confirm a second copy. The default error handler answers 503.
+	// could not confirm a second copy.
 	ErrReplication = errors.New("tandem: replication failed")
 	// ErrSessionMoved: another node took the session over while this
-	// request ran; its changes were not committed. The default error
-	// handler answers 503 so the client retries (and reaches the new owner).
+	// request ran; its changes were not committed. A retry reaches the new
+	// owner.
 	ErrSessionMoved = errors.New("tandem: session moved to another node")
 	// ErrUnavailable: the request's session exists, or may exist, on
 	// another node that could not hand it over in time (it does not
@@ -35,7 +36,6 @@ var (
 	// error handler answers 503 with Retry-After.
 	ErrUnavailable = errors.New("tandem: session temporarily unavailable")
 	// ErrDraining: the node is shutting down and creates no new session.
-	// The default error handler answers 503.
 	ErrDraining = errors.New("tandem: node is draining")
 	// ErrNoSession: FromContext found no session (the middleware is missing).
 	ErrNoSession = errors.New("tandem: no session in context")

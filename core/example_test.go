@@ -22,7 +22,7 @@ func ExampleManager_Middleware() {
 	defer m.Close()
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/visit", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /visit", func(w http.ResponseWriter, r *http.Request) {
 		s := core.FromContext(r.Context())
 		n, _, err := core.Get[int](s, "visits")
 		if err != nil {
@@ -40,7 +40,7 @@ func ExampleManager_Middleware() {
 
 	var cookie *http.Cookie
 	for range 3 {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/visit", nil)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/visit", nil) // a write: POST
 		if cookie != nil {
 			req.AddCookie(cookie)
 		}

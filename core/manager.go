@@ -111,10 +111,12 @@ func (m *Manager) Len() int { return int(m.store.count.Load()) }
 
 func (m *Manager) now() int64 { return m.cfg.Now().UnixNano() }
 
-// DefaultErrorHandler answers 503 Service Unavailable for ErrNodeFull,
-// ErrReplication, ErrSessionMoved, ErrUnavailable and ErrDraining, with
-// Retry-After: 1 for the last three, whose cause passes within moments; and
-// 500 Internal Server Error for any other error.
+// DefaultErrorHandler answers a failed commit with a plain-text status
+// page: 503 Service Unavailable for the errors after which the same request
+// can succeed later or on another node (with Retry-After: 1 for those whose
+// cause passes within moments), 500 Internal Server Error for the others.
+// Which error gets which status: the README's table "Errors and status
+// codes", the one list of them.
 func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	code := http.StatusInternalServerError
 	switch {

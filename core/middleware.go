@@ -35,6 +35,13 @@ func (c *sessionContext) Value(key any) any {
 
 // FromContext returns the session the middleware put in ctx, or nil when
 // there is none (the request did not pass through the middleware).
+//
+// The adapters put the session in the request's context. A *gin.Context
+// is a context.Context too, but its Value reaches the request's context only
+// when the engine's ContextWithFallback is set: call
+// FromContext(c.Request.Context()), or ginsession.Get(c), rather than
+// FromContext(c). Echo's Context is no context.Context: use
+// echosession.Get(c).
 func FromContext(ctx context.Context) *Session {
 	s, _ := ctx.Value(contextKey{}).(*Session)
 	return s
@@ -54,18 +61,29 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		}
 		defer s.Release() // also when next panics
 		r = r.WithContext(NewContext(r.Context(), s))
-		s.w = responseWriter{ResponseWriter: w, s: s, r: r}
-		next.ServeHTTP(&s.w, r)
+		next.ServeHTTP(s.Writer(w, r), r)
 		s.Done(w, r)
 	})
+}
+
+// Writer returns w wrapped so that the session commits, once, just before
+// the response header goes out through it (WriteHeader, Write, Flush), and
+// before a Hijack; informational (1xx) headers pass through. The wrapper
+// keeps http.NewResponseController working (Unwrap). Call Done when the
+// handler returns. Manager.Middleware uses it, and so do adapters that hand
+// the handler a plain http.ResponseWriter; call it once per request.
+func (s *Session) Writer(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+	s.w = responseWriter{ResponseWriter: w, s: s, r: r}
+	return &s.w
 }
 
 // responseWriter commits the session before the first header write. It
 // keeps Flush, Hijack and http.NewResponseController working (Unwrap).
 type responseWriter struct {
 	http.ResponseWriter
-	s *Session
-	r *http.Request
+	s     *Session
+	r     *http.Request
+	wrote bool // a final header went out through the writer
 }
 
 // Unwrap returns the wrapped writer, for http.NewResponseController.
@@ -77,6 +95,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.ResponseWriter.WriteHeader(code) // informational: the final header is still to come
 		return
 	}
+	w.wrote = true
 	if w.s.Open(w.ResponseWriter, w.r) {
 		w.ResponseWriter.WriteHeader(code)
 	}
@@ -84,14 +103,20 @@ func (w *responseWriter) WriteHeader(code int) {
 
 // Write implements http.ResponseWriter.
 func (w *responseWriter) Write(b []byte) (int, error) {
+	w.wrote = true
 	if !w.s.Open(w.ResponseWriter, w.r) {
 		return 0, ErrResponseAborted
 	}
 	return w.ResponseWriter.Write(b)
 }
 
-// Flush implements http.Flusher.
+// Flush implements http.Flusher. A flush before anything was written writes
+// the 200 header first, through the wrapped writer, as net/http would: a
+// framework's writer below sees the header go out.
 func (w *responseWriter) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
 	if w.s.Open(w.ResponseWriter, w.r) {
 		_ = http.NewResponseController(w.ResponseWriter).Flush()
 	}

@@ -1,8 +1,10 @@
 // Package echosession wires Tandem sessions (package core) into Echo v4.
+// For Echo v5, import github.com/tandemsession/tandem/echosession/v5.
 //
 //	e := echo.New()
+//	e.Use(middleware.Recover()) // before the session middleware
 //	e.Use(echosession.Middleware(manager))
-//	e.GET("/", func(c echo.Context) error {
+//	e.POST("/visit", func(c echo.Context) error {
 //		s := echosession.Get(c)
 //		return s.Set("visits", 1)
 //	})
@@ -14,21 +16,19 @@
 package echosession
 
 import (
-	"bufio"
-	"net"
-	"net/http"
-
 	"github.com/labstack/echo/v4"
 	"github.com/tandemsession/tandem/core"
 )
 
 // Middleware loads the request's session and commits its changes through
 // c.Response().Before, just before the header is written, or when the
-// handler returns if it wrote nothing. Read the session with Get.
+// handler returns if it wrote nothing (the cookie then goes out with the
+// header whoever writes it). Read the session with Get.
 //
 // A handler that returns an error has its changes committed when Echo's
 // error handler writes the response. When a handler panics, nothing it
-// changed is committed unless the header already went out.
+// changed is committed unless the header already went out; register a
+// recovery middleware before this one, so that it sees the panic.
 func Middleware(m *core.Manager) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -46,30 +46,10 @@ func Middleware(m *core.Manager) echo.MiddlewareFunc {
 			r = r.WithContext(core.NewContext(r.Context(), s))
 			c.SetRequest(r)
 			res := c.Response()
-			w := &writer{ResponseWriter: res.Writer, res: res, s: s, m: m, r: r}
+			w := s.HookWriter(res.Writer, r, res)
 			res.Writer = w
-			res.Before(w.before)
-			defer func() {
-				if !w.returned {
-					w.panicked = true
-				}
-			}()
-			err := next(c)
-			w.returned = true
-			switch {
-			case w.hijacked || res.Committed:
-				s.Done(res, r) // commits what changed after the header
-			case err == nil:
-				// Nothing written: write the header now so the cookie goes out.
-				code := res.Status
-				if code == 0 {
-					code = http.StatusOK
-				}
-				res.WriteHeader(code)
-			}
-			// Otherwise Echo's error handler writes the response, and the
-			// Before hook commits then.
-			return err
+			res.Before(func() { res.Writer = w.Before(res.Writer, res.Header()) })
+			return w.Serve(func() error { return next(c) })
 		}
 	}
 }
@@ -78,62 +58,3 @@ func Middleware(m *core.Manager) echo.MiddlewareFunc {
 func Get(c echo.Context) *core.Session {
 	return core.FromContext(c.Request().Context())
 }
-
-// writer sits under echo.Response. Echo's Response.Flush and Hijack reach
-// the wrapped writer without writing the header through Response, so its
-// Before hooks would not run: writer runs them first. Unwrap keeps
-// http.NewResponseController working.
-type writer struct {
-	http.ResponseWriter
-	res      *echo.Response
-	s        *core.Session
-	m        *core.Manager
-	r        *http.Request
-	returned bool // the handler returned
-	panicked bool // the handler panicked: commit nothing
-	hijacked bool
-}
-
-// before is the Response.Before hook: it commits the session into the
-// header about to be written, or swaps in the error response.
-func (w *writer) before() {
-	if w.panicked {
-		return
-	}
-	if err := w.s.CommitHeader(w.r.Context(), w.res.Header()); err != nil {
-		w.res.Writer = w.m.ErrorWriter(w.res.Writer, w.r, err)
-	}
-}
-
-// FlushError writes the header through the Response (running its Before
-// hooks) if it was not written yet, then flushes. http.ResponseController
-// and echo.Response.Flush call it.
-func (w *writer) FlushError() error {
-	if !w.res.Committed {
-		code := w.res.Status
-		if code == 0 {
-			code = http.StatusOK
-		}
-		w.res.WriteHeader(code)
-	}
-	return http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// Flush implements http.Flusher.
-func (w *writer) Flush() { _ = w.FlushError() }
-
-// Hijack commits the session (no cookie can be sent on a hijacked
-// connection), then hijacks.
-func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if err := w.s.CommitHeader(w.r.Context(), nil); err != nil {
-		return nil, nil, err
-	}
-	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		w.hijacked = true
-	}
-	return conn, rw, err
-}
-
-// Unwrap returns the wrapped writer, for http.NewResponseController.
-func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -28,7 +28,7 @@ func Example() {
 
 	e := echo.New()
 	e.Use(echosession.Middleware(m))
-	e.GET("/visit", func(c echo.Context) error {
+	e.POST("/visit", func(c echo.Context) error {
 		s := echosession.Get(c)
 		n, _, _ := core.Get[int](s, "visits")
 		if err := s.Set("visits", n+1); err != nil {
@@ -61,15 +61,15 @@ func Example() {
 		body, _ := io.ReadAll(resp.Body)
 		fmt.Printf("%s %s: %s (new cookie: %v)\n", method, path, body, len(resp.Cookies()) > 0)
 	}
-	do("GET", "/visit")
-	do("GET", "/visit")
+	do("POST", "/visit")
+	do("POST", "/visit")
 	do("POST", "/login?user=ann")
-	do("GET", "/visit")
+	do("POST", "/visit")
 	fmt.Println("sessions held:", m.Len())
 	// Output:
-	// GET /visit: visit 1, user "" (new cookie: true)
-	// GET /visit: visit 2, user "" (new cookie: false)
+	// POST /visit: visit 1, user "" (new cookie: true)
+	// POST /visit: visit 2, user "" (new cookie: false)
 	// POST /login?user=ann: welcome ann (new cookie: true)
-	// GET /visit: visit 3, user "ann" (new cookie: false)
+	// POST /visit: visit 3, user "ann" (new cookie: false)
 	// sessions held: 1
 }

@@ -29,7 +29,7 @@ func Example() {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(ginsession.Middleware(m))
-	r.GET("/visit", func(c *gin.Context) {
+	r.POST("/visit", func(c *gin.Context) {
 		s := ginsession.Get(c)
 		n, _, _ := core.Get[int](s, "visits")
 		if err := s.Set("visits", n+1); err != nil {
@@ -64,15 +64,15 @@ func Example() {
 		body, _ := io.ReadAll(resp.Body)
 		fmt.Printf("%s %s: %s (new cookie: %v)\n", method, path, body, len(resp.Cookies()) > 0)
 	}
-	do("GET", "/visit")
-	do("GET", "/visit")
+	do("POST", "/visit")
+	do("POST", "/visit")
 	do("POST", "/login?user=ann")
-	do("GET", "/visit")
+	do("POST", "/visit")
 	fmt.Println("sessions held:", m.Len())
 	// Output:
-	// GET /visit: visit 1, user "" (new cookie: true)
-	// GET /visit: visit 2, user "" (new cookie: false)
+	// POST /visit: visit 1, user "" (new cookie: true)
+	// POST /visit: visit 2, user "" (new cookie: false)
 	// POST /login?user=ann: welcome ann (new cookie: true)
-	// GET /visit: visit 3, user "ann" (new cookie: false)
+	// POST /visit: visit 3, user "ann" (new cookie: false)
 	// sessions held: 1
 }

@@ -1,11 +1,14 @@
 // Package ginsession wires Tandem sessions (package core) into Gin.
 //
 //	r := gin.New()
-//	r.Use(ginsession.Middleware(manager))
-//	r.GET("/", func(c *gin.Context) {
+//	r.Use(gin.Recovery(), ginsession.Middleware(manager))
+//	r.POST("/visit", func(c *gin.Context) {
 //		s := ginsession.Get(c)
 //		_ = s.Set("visits", 1)
 //	})
+//
+// core.FromContext(c) finds the session only when the engine's
+// ContextWithFallback is set; Get(c) always does.
 package ginsession
 
 import (
@@ -66,6 +69,7 @@ func Middleware(m *core.Manager) gin.HandlerFunc {
 }
 
 // Get returns the request's session. It is nil when Middleware did not run.
+// It reads c.Request's context, so it needs no ContextWithFallback.
 func Get(c *gin.Context) *core.Session {
 	return core.FromContext(c.Request.Context())
 }

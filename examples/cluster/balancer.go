@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tandemsession/tandem/internal/nodeapp"
+	"github.com/tandemsession/tandem/core"
 )
 
 // backend is one node as the balancer sees it.
@@ -22,9 +22,15 @@ type backend struct {
 }
 
 // balancer is a sticky reverse proxy: a request goes to the node its
-// tandem_node cookie names, or, when that node is down or answers 502/503,
-// to another live node, which fetches the session from the cluster. New
-// sessions are spread round-robin.
+// tandem_node cookie (core.DefaultRouteCookie) names, or, when that node is
+// down, to another live node, which fetches the session from the cluster.
+// New sessions are spread round-robin.
+//
+// It sends a request to a second node only when the first one never got
+// it (the connection was refused), or when the request is idempotent (GET,
+// HEAD, OPTIONS) and failed in flight or got 502/503. A POST that may have
+// reached a node is never sent again: it may have been applied there
+// already. That is why every write of the demo is a POST.
 type balancer struct {
 	backends []backend
 	up       func(id string) bool // the supervisor's view: healthy and not stopping
@@ -101,7 +107,7 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // be up, every node is a candidate (health may lag).
 func (b *balancer) candidates(r *http.Request) []backend {
 	route := ""
-	if c, err := r.Cookie(nodeapp.RouteCookie); err == nil {
+	if c, err := r.Cookie(core.DefaultRouteCookie); err == nil {
 		route = c.Value
 	}
 	now := time.Now()
@@ -165,7 +171,9 @@ func (b *balancer) known(id string) bool {
 }
 
 // idempotent reports whether r may be sent again after it may have reached
-// a node.
+// a node: GET, HEAD and OPTIONS. A write must not be one of them (Go's
+// http.Transport, here and in the clients, also replays these on a dead
+// keep-alive connection).
 func idempotent(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:

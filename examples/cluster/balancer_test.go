@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tandemsession/tandem/core"
 	"github.com/tandemsession/tandem/internal/nodeapp"
 )
 
@@ -30,6 +31,13 @@ func newFakeNode(t *testing.T, id string) *fakeNode {
 		status := f.status
 		f.bodies = append(f.bodies, string(body))
 		f.mu.Unlock()
+		if status == dropConnection {
+			// The request reached the node, which dies before it answers.
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
 		w.Header().Set(nodeapp.NodeHeader, f.id)
 		w.WriteHeader(status)
 		fmt.Fprint(w, f.id)
@@ -37,6 +45,10 @@ func newFakeNode(t *testing.T, id string) *fakeNode {
 	t.Cleanup(f.srv.Close)
 	return f
 }
+
+// dropConnection as a fakeNode's status makes it close the connection
+// without an answer.
+const dropConnection = -1
 
 func (f *fakeNode) setStatus(code int) {
 	f.mu.Lock()
@@ -85,7 +97,7 @@ func (tb *testBalancer) do(t *testing.T, method, route, body string) (int, strin
 	t.Helper()
 	req := httptest.NewRequest(method, "http://balancer.test/x", strings.NewReader(body))
 	if route != "" {
-		req.AddCookie(&http.Cookie{Name: nodeapp.RouteCookie, Value: route})
+		req.AddCookie(&http.Cookie{Name: core.DefaultRouteCookie, Value: route})
 	}
 	rec := httptest.NewRecorder()
 	tb.ServeHTTP(rec, req)
@@ -149,6 +161,22 @@ func TestBalancerRetriesIdempotentOn503(t *testing.T) {
 	}
 	if got := tb.nodes[0].hits() + tb.nodes[1].hits() + tb.nodes[2].hits() - before; got != 2 {
 		t.Fatalf("all 503: %d attempts, want 2", got)
+	}
+}
+
+// A request that reached a node which died before answering: a POST is
+// not sent again (it may have been applied), a GET is, once.
+func TestBalancerFailedInFlight(t *testing.T) {
+	tb := newTestBalancer(t, 2)
+	tb.nodes[0].setStatus(dropConnection)
+	if code, _ := tb.do(t, http.MethodPost, "n1", "item=apple"); code != http.StatusBadGateway {
+		t.Fatalf("POST: got %d, want 502", code)
+	}
+	if h := tb.nodes[1].hits(); h != 0 {
+		t.Fatalf("a POST that reached n1 was sent to n2 too (%d hits)", h)
+	}
+	if code, node := tb.do(t, http.MethodGet, "n1", ""); code != 200 || node != "n2" {
+		t.Fatalf("GET: %d from %q, want n2's answer", code, node)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ import (
 // os.Executable(), which in a test is this binary.
 func TestMain(m *testing.M) {
 	if id := os.Getenv(envNodeID); id != "" {
-		if err := runChild(id); err != nil {
+		if err := runChild(); err != nil {
 			fmt.Fprintf(os.Stderr, "node %s: %v\n", id, err)
 			os.Exit(1)
 		}
@@ -74,7 +75,12 @@ func TestClusterKillRestartStop(t *testing.T) {
 	}
 	var owner string
 	for i := range 5 {
-		code, node, _ := get(fmt.Sprintf("/bench/write?k=k%d&v=v%d", i, i))
+		resp, err := hc.PostForm(base+"/bench/write", url.Values{"k": {fmt.Sprintf("k%d", i)}, "v": {fmt.Sprintf("v%d", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		code, node := resp.StatusCode, resp.Header.Get(nodeapp.NodeHeader)
 		if code != 200 {
 			t.Fatalf("write %d: %d", i, code)
 		}

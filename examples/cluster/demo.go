@@ -256,17 +256,20 @@ func (d *demo) writeLoop(ctx context.Context, cl *demoClient) {
 	}
 }
 
-// write sets k=v through the balancer. A 200 is an acknowledged write.
+// write sets k=v through the balancer, with a POST: neither the balancer
+// nor Go's client sends a POST again once it may have reached a node, so a
+// write applies at most once. A 200 is an acknowledged write.
 func (d *demo) write(ctx context.Context, cl *demoClient, k, v string) (bool, error) {
 	stepIdx := int(d.cur.Load())
 	d.mu.Lock()
 	s := d.steps[stepIdx]
 	d.mu.Unlock()
-	u := d.base + "/bench/write?" + url.Values{"k": {k}, "v": {v}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	form := url.Values{"k": {k}, "v": {v}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+"/bench/write", strings.NewReader(form))
 	if err != nil {
 		return false, err
 	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := cl.hc.Do(req)
 	if err != nil {
 		s.refused.Add(1)

@@ -1,5 +1,6 @@
-// Command cluster runs a local Tandem cluster: three nodes of the demo app
-// (internal/nodeapp) as child processes of this program, a sticky load
+// Command cluster runs a local Tandem cluster: three nodes of
+// examples/node (the demo shop, with the load-test routes of
+// internal/nodeapp) as child processes of this program, a sticky load
 // balancer in front of them that routes by the tandem_node cookie and falls
 // over to another node, and a live dashboard at /dashboard with buttons to
 // kill and restart nodes.
@@ -31,12 +32,13 @@ import (
 	"time"
 
 	"github.com/tandemsession/tandem/buddy"
+	"github.com/tandemsession/tandem/examples/node"
 	"github.com/tandemsession/tandem/internal/nodeapp"
 )
 
 func main() {
 	if id := os.Getenv(envNodeID); id != "" {
-		if err := runChild(id); err != nil {
+		if err := runChild(); err != nil {
 			fmt.Fprintf(os.Stderr, "node %s: %v\n", id, err)
 			os.Exit(1)
 		}
@@ -163,13 +165,15 @@ func startCluster(ctx context.Context, o options, events *eventLog, logs *logSin
 	default:
 		level = "info"
 	}
+	// One set of keys for every node: any node must open any node's
+	// cookies and replication traffic.
 	env := childEnv(os.Environ(),
-		envPeers+"="+formatPeers(peers),
-		envClusterKey+"="+randomHex(buddy.ClusterKeySize),
-		envHashKey+"="+randomHex(32),
-		envBlockKey+"="+randomHex(32),
-		envMode+"="+o.mode,
-		envLogLevel+"="+level,
+		node.EnvPeers+"="+node.FormatPeers(peers),
+		node.EnvClusterKey+"="+randomHex(buddy.ClusterKeySize),
+		node.EnvCookieHashKey+"="+randomHex(32),
+		node.EnvCookieBlockKey+"="+randomHex(32),
+		node.EnvMode+"="+o.mode,
+		node.EnvLogLevel+"="+level,
 	)
 	sup := newSupervisor(exe, env, peers, httpAddrs, events, logs)
 	backends := make([]backend, o.nodes)
@@ -333,11 +337,12 @@ func freeAddrs(n int) ([]string, error) {
 	return out, nil
 }
 
-// childEnv returns base without any TANDEM_CLUSTER_ variable, plus extra.
+// childEnv returns base without any TANDEM_ variable (a node reads its
+// configuration from them), plus extra.
 func childEnv(base []string, extra ...string) []string {
 	out := make([]string, 0, len(base)+len(extra))
 	for _, kv := range base {
-		if !strings.HasPrefix(kv, "TANDEM_CLUSTER_") {
+		if !strings.HasPrefix(kv, "TANDEM_") {
 			out = append(out, kv)
 		}
 	}

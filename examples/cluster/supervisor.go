@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tandemsession/tandem/buddy"
+	"github.com/tandemsession/tandem/examples/node"
 )
 
 // Process states, as the dashboard shows them.
@@ -124,7 +125,7 @@ func (s *supervisor) startLocked(ctx context.Context, p *proc) error {
 	}
 	cmd := exec.Command(s.exe)
 	cmd.Env = append(append([]string(nil), s.env...),
-		envNodeID+"="+p.id, envHTTPAddr+"="+p.httpAddr, envReplAddr+"="+p.replAddr)
+		envNodeID+"="+p.id, node.EnvID+"="+p.id, node.EnvHTTPAddr+"="+p.httpAddr, node.EnvReplAddr+"="+p.replAddr)
 	out := s.logs.writer(p.id)
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group, so that a Ctrl-C in the terminal reaches only

@@ -1,17 +1,21 @@
-// Command echo is a single-node Tandem example on Echo: a home page showing the
+// Command echo is a single-node Tandem example on Echo v4 (examples/echo5 is
+// the same on Echo v5): a home page showing the
 // user, a cart and flash messages, login (ID regeneration), logout
 // (invalidation), and a JSON view of the session.
 //
 //	go run ./examples/echo -addr 127.0.0.1:8081
 //
-// Set TANDEM_HASH_KEY (at least 32 bytes) and TANDEM_BLOCK_KEY (16, 24 or 32
-// bytes), both hex, to keep sessions valid across restarts; without them,
-// fresh keys are generated at start.
+// Set TANDEM_COOKIE_HASH_KEY (at least 32 bytes) and TANDEM_COOKIE_BLOCK_KEY
+// (16, 24 or 32 bytes), hex or base64, to keep sessions valid across
+// restarts and on every node behind a balancer (the same keys everywhere);
+// without them, keys that only this process knows are generated at start.
+// Every route that changes the session is a POST.
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -21,10 +25,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/tandemsession/tandem/core"
 	"github.com/tandemsession/tandem/echosession"
 )
@@ -53,6 +59,7 @@ func run() error {
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.Use(middleware.Recover()) // before the session middleware: a panic commits nothing
 	e.Use(echosession.Middleware(m))
 	routes(e)
 
@@ -80,25 +87,48 @@ func run() error {
 	return nil
 }
 
-// loadKeys reads the cookie keys from the environment, or generates them.
+// loadKeys reads the cookie keys from TANDEM_COOKIE_HASH_KEY and
+// TANDEM_COOKIE_BLOCK_KEY, hex or base64, as examples/node does. Without
+// them it generates keys that only this process knows.
 func loadKeys(log *slog.Logger) ([]core.KeyPair, error) {
-	hashHex, blockHex := os.Getenv("TANDEM_HASH_KEY"), os.Getenv("TANDEM_BLOCK_KEY")
-	if hashHex == "" && blockHex == "" {
+	hashS, blockS := os.Getenv("TANDEM_COOKIE_HASH_KEY"), os.Getenv("TANDEM_COOKIE_BLOCK_KEY")
+	if hashS == "" && blockS == "" {
 		k := core.KeyPair{Hash: make([]byte, 32), Block: make([]byte, 32)}
 		_, _ = rand.Read(k.Hash)
 		_, _ = rand.Read(k.Block)
-		log.Warn("TANDEM_HASH_KEY and TANDEM_BLOCK_KEY not set: generated cookie keys; sessions won't survive a restart")
+		log.Warn("TANDEM_COOKIE_HASH_KEY and TANDEM_COOKIE_BLOCK_KEY not set: generated cookie keys that only this process knows. " +
+			"No other process can read its cookies: after a restart, or on another node behind your balancer (a failover), every user starts a new session. " +
+			"Set both, the same on every node (openssl rand -hex 32).")
 		return []core.KeyPair{k}, nil
 	}
-	hash, err := hex.DecodeString(hashHex)
+	hash, err := decodeKey(hashS)
 	if err != nil {
-		return nil, fmt.Errorf("TANDEM_HASH_KEY: %w", err)
+		return nil, fmt.Errorf("TANDEM_COOKIE_HASH_KEY: %w", err)
 	}
-	block, err := hex.DecodeString(blockHex)
+	block, err := decodeKey(blockS)
 	if err != nil {
-		return nil, fmt.Errorf("TANDEM_BLOCK_KEY: %w", err)
+		return nil, fmt.Errorf("TANDEM_COOKIE_BLOCK_KEY: %w", err)
 	}
-	return []core.KeyPair{{Hash: hash, Block: block}}, nil
+	return []core.KeyPair{{Hash: hash, Block: block}}, nil // NewManager checks the sizes
+}
+
+// decodeKey decodes a key in hex or, failing that, base64.
+func decodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("not set")
+	}
+	if b, err := hex.DecodeString(s); err == nil {
+		return b, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		if b, rerr := base64.RawStdEncoding.DecodeString(s); rerr == nil {
+			return b, nil
+		}
+		return nil, fmt.Errorf("neither hex nor base64: %w", err)
+	}
+	return b, nil
 }
 
 var page = template.Must(template.New("home").Parse(`<!doctype html>
@@ -179,7 +209,6 @@ func routes(e *echo.Echo) {
 		}
 		return c.Redirect(http.StatusSeeOther, "/")
 	}
-	e.GET("/login", login)
 	e.POST("/login", login)
 	logout := func(c echo.Context) error {
 		s := echosession.Get(c)
@@ -190,7 +219,6 @@ func routes(e *echo.Echo) {
 		}
 		return c.Redirect(http.StatusSeeOther, "/")
 	}
-	e.GET("/logout", logout)
 	e.POST("/logout", logout)
 	add := func(c echo.Context) error {
 		item, ok := param(c, "item")
@@ -207,7 +235,6 @@ func routes(e *echo.Echo) {
 		}
 		return c.Redirect(http.StatusSeeOther, "/")
 	}
-	e.GET("/cart/add", add)
 	e.POST("/cart/add", add)
 	e.GET("/api/session", func(c echo.Context) error {
 		v, err := load(echosession.Get(c))

@@ -4,14 +4,17 @@
 //
 //	go run ./examples/gin -addr 127.0.0.1:8080
 //
-// Set TANDEM_HASH_KEY (at least 32 bytes) and TANDEM_BLOCK_KEY (16, 24 or 32
-// bytes), both hex, to keep sessions valid across restarts; without them,
-// fresh keys are generated at start.
+// Set TANDEM_COOKIE_HASH_KEY (at least 32 bytes) and TANDEM_COOKIE_BLOCK_KEY
+// (16, 24 or 32 bytes), hex or base64, to keep sessions valid across
+// restarts and on every node behind a balancer (the same keys everywhere);
+// without them, keys that only this process knows are generated at start.
+// Every route that changes the session is a POST.
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -21,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -80,25 +84,48 @@ func run() error {
 	return nil
 }
 
-// loadKeys reads the cookie keys from the environment, or generates them.
+// loadKeys reads the cookie keys from TANDEM_COOKIE_HASH_KEY and
+// TANDEM_COOKIE_BLOCK_KEY, hex or base64, as examples/node does. Without
+// them it generates keys that only this process knows.
 func loadKeys(log *slog.Logger) ([]core.KeyPair, error) {
-	hashHex, blockHex := os.Getenv("TANDEM_HASH_KEY"), os.Getenv("TANDEM_BLOCK_KEY")
-	if hashHex == "" && blockHex == "" {
+	hashS, blockS := os.Getenv("TANDEM_COOKIE_HASH_KEY"), os.Getenv("TANDEM_COOKIE_BLOCK_KEY")
+	if hashS == "" && blockS == "" {
 		k := core.KeyPair{Hash: make([]byte, 32), Block: make([]byte, 32)}
 		_, _ = rand.Read(k.Hash)
 		_, _ = rand.Read(k.Block)
-		log.Warn("TANDEM_HASH_KEY and TANDEM_BLOCK_KEY not set: generated cookie keys; sessions won't survive a restart")
+		log.Warn("TANDEM_COOKIE_HASH_KEY and TANDEM_COOKIE_BLOCK_KEY not set: generated cookie keys that only this process knows. " +
+			"No other process can read its cookies: after a restart, or on another node behind your balancer (a failover), every user starts a new session. " +
+			"Set both, the same on every node (openssl rand -hex 32).")
 		return []core.KeyPair{k}, nil
 	}
-	hash, err := hex.DecodeString(hashHex)
+	hash, err := decodeKey(hashS)
 	if err != nil {
-		return nil, fmt.Errorf("TANDEM_HASH_KEY: %w", err)
+		return nil, fmt.Errorf("TANDEM_COOKIE_HASH_KEY: %w", err)
 	}
-	block, err := hex.DecodeString(blockHex)
+	block, err := decodeKey(blockS)
 	if err != nil {
-		return nil, fmt.Errorf("TANDEM_BLOCK_KEY: %w", err)
+		return nil, fmt.Errorf("TANDEM_COOKIE_BLOCK_KEY: %w", err)
 	}
-	return []core.KeyPair{{Hash: hash, Block: block}}, nil
+	return []core.KeyPair{{Hash: hash, Block: block}}, nil // NewManager checks the sizes
+}
+
+// decodeKey decodes a key in hex or, failing that, base64.
+func decodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("not set")
+	}
+	if b, err := hex.DecodeString(s); err == nil {
+		return b, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		if b, rerr := base64.RawStdEncoding.DecodeString(s); rerr == nil {
+			return b, nil
+		}
+		return nil, fmt.Errorf("neither hex nor base64: %w", err)
+	}
+	return b, nil
 }
 
 var page = template.Must(template.New("home").Parse(`<!doctype html>
@@ -183,7 +210,6 @@ func routes(r *gin.Engine) {
 		}
 		c.Redirect(http.StatusSeeOther, "/")
 	}
-	r.GET("/login", login)
 	r.POST("/login", login)
 	logout := func(c *gin.Context) {
 		s := ginsession.Get(c)
@@ -195,7 +221,6 @@ func routes(r *gin.Engine) {
 		}
 		c.Redirect(http.StatusSeeOther, "/")
 	}
-	r.GET("/logout", logout)
 	r.POST("/logout", logout)
 	add := func(c *gin.Context) {
 		item, ok := param(c, "item")
@@ -214,7 +239,6 @@ func routes(r *gin.Engine) {
 		}
 		c.Redirect(http.StatusSeeOther, "/")
 	}
-	r.GET("/cart/add", add)
 	r.POST("/cart/add", add)
 	r.GET("/api/session", func(c *gin.Context) {
 		v, err := load(ginsession.Get(c))

@@ -1,7 +1,8 @@
-// Package nodeapp is the demo node program of Tandem's cluster example, as a
-// library that the example, its tests and the benchmark load driver share:
-// one cluster node (a buddy.Node, a core.Manager and a Gin app using
-// ginsession) that serves until its context ends and then drains gracefully.
+// Package nodeapp is the cluster node of Tandem's examples and benchmarks:
+// the copyable node of examples/node (a buddy.Node, a core.Manager and the
+// demo shop on Gin, with /healthz, /readyz, /api/stats and the graceful
+// stop) plus the load-test routes the cluster demo and the load driver
+// drive: /bench/read, /bench/write and /bench/get.
 //
 // Run does not change Gin's global mode; call gin.SetMode(gin.ReleaseMode)
 // in main to silence Gin's debug output.
@@ -9,29 +10,34 @@ package nodeapp
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/tandemsession/tandem/buddy"
 	"github.com/tandemsession/tandem/core"
+	"github.com/tandemsession/tandem/examples/node"
 )
 
 // RouteCookie is the plain cookie, written by core whenever a session's
 // owner changes, that names the node owning the session. Load balancers
 // route by it.
-const RouteCookie = "tandem_node"
+const RouteCookie = core.DefaultRouteCookie
 
 // NodeHeader is the response header naming the node that served a request.
-const NodeHeader = "X-Tandem-Node"
+const NodeHeader = node.NodeHeader
 
 // NewSessionHeader is set to "1" on the answers of the /bench routes when
 // the request brought no valid session: its cookie was missing, or named a
 // session no node held. A load driver spots lost sessions with it.
 const NewSessionHeader = "X-Tandem-New-Session"
+
+// SessionInfo is the answer of GET /api/session.
+type SessionInfo = node.SessionInfo
+
+// StatsInfo is the answer of GET /api/stats.
+type StatsInfo = node.StatsInfo
 
 // Config configures one node. ID, HTTPAddr (or HTTPListener), ReplAddr (or
 // ReplListener), ClusterKey and CookieKeys are required.
@@ -40,8 +46,7 @@ type Config struct {
 	ID string
 	// HTTPAddr is the application's listen address (host:port).
 	HTTPAddr string
-	// ReplAddr is the replication listener's address (host:port); it must
-	// match this node's entry in Peers.
+	// ReplAddr is the replication listener's address (host:port).
 	ReplAddr string
 	// HTTPListener, when set, is used instead of listening on HTTPAddr.
 	// Run closes it.
@@ -72,132 +77,39 @@ type Config struct {
 	Core func(*core.Config)
 }
 
-func (cfg *Config) validate() error {
-	switch {
-	case cfg.ID == "":
-		return errors.New("nodeapp: ID is required")
-	case cfg.HTTPAddr == "" && cfg.HTTPListener == nil:
-		return errors.New("nodeapp: HTTPAddr or HTTPListener is required")
-	case cfg.ReplAddr == "" && cfg.ReplListener == nil:
-		return errors.New("nodeapp: ReplAddr or ReplListener is required")
-	case len(cfg.ClusterKey) != buddy.ClusterKeySize:
-		return fmt.Errorf("nodeapp: ClusterKey must be %d bytes, not %d", buddy.ClusterKeySize, len(cfg.ClusterKey))
-	case len(cfg.CookieKeys.Hash) == 0 || len(cfg.CookieKeys.Block) == 0:
-		return errors.New("nodeapp: CookieKeys are required")
+// Node returns the examples/node configuration that Run runs: cfg, with
+// the load-test routes.
+func (cfg Config) Node() node.Config {
+	nc := node.Config{
+		ID: cfg.ID, HTTPAddr: cfg.HTTPAddr, ReplAddr: cfg.ReplAddr,
+		HTTPListener: cfg.HTTPListener, ReplListener: cfg.ReplListener,
+		Peers: cfg.Peers, Mode: cfg.Mode, Logger: cfg.Logger, ShutdownTimeout: cfg.ShutdownTimeout,
+		Buddy: cfg.Buddy, Core: cfg.Core, Routes: benchRoutes,
 	}
-	return nil
+	if cfg.ClusterKey != nil {
+		nc.ClusterKeys = [][]byte{cfg.ClusterKey}
+	}
+	if cfg.CookieKeys.Hash != nil || cfg.CookieKeys.Block != nil {
+		nc.CookieKeys = []core.KeyPair{cfg.CookieKeys}
+	}
+	return nc
 }
 
-// Run starts the node and serves until ctx ends; it then stops gracefully:
-// the app server's Shutdown (requests in flight finish), the node's drain
-// (its sessions are handed to its buddy) and the manager's Close, all within
-// ShutdownTimeout. ready, when not nil, is called once both listeners are
-// up, with their addresses. Run returns nil after a clean stop, or the first
-// error that prevented starting or stopping cleanly.
-func Run(ctx context.Context, cfg Config, ready func(httpAddr, replAddr string)) (err error) {
-	closeListeners := func() {
-		for _, ln := range []net.Listener{cfg.HTTPListener, cfg.ReplListener} {
-			if ln != nil {
-				_ = ln.Close()
-			}
+// Run starts the node and serves until ctx ends; it then stops gracefully
+// (examples/node's Run). ready, when not nil, is called once both
+// listeners are up, with their addresses.
+func Run(ctx context.Context, cfg Config, ready func(httpAddr, replAddr string)) error {
+	return node.Run(ctx, cfg.Node(), ready)
+}
+
+// WithBenchRoutes returns cfg with the load-test routes added to its own.
+func WithBenchRoutes(cfg node.Config) node.Config {
+	own := cfg.Routes
+	cfg.Routes = func(s *gin.RouterGroup) {
+		if own != nil {
+			own(s)
 		}
+		benchRoutes(s)
 	}
-	if err := cfg.validate(); err != nil {
-		closeListeners()
-		return err
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 20 * time.Second
-	}
-	httpLn := cfg.HTTPListener
-	if httpLn == nil {
-		if httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			closeListeners()
-			return fmt.Errorf("nodeapp: app listener: %w", err)
-		}
-	}
-
-	bcfg := buddy.Config{
-		ID:          cfg.ID,
-		ListenAddr:  cfg.ReplAddr,
-		Listener:    cfg.ReplListener,
-		Peers:       cfg.Peers,
-		ClusterKeys: [][]byte{cfg.ClusterKey},
-		Mode:        cfg.Mode,
-		Logger:      log,
-	}
-	if cfg.Buddy != nil {
-		cfg.Buddy(&bcfg)
-	}
-	node, err := buddy.New(bcfg)
-	if err != nil {
-		_ = httpLn.Close()
-		closeListeners()
-		return fmt.Errorf("nodeapp: node %s: %w", cfg.ID, err)
-	}
-	ccfg := core.Config{
-		Keys:       []core.KeyPair{cfg.CookieKeys},
-		Replicator: node,
-		Cookie:     core.CookieConfig{RouteName: RouteCookie},
-		Logger:     log,
-	}
-	if cfg.Core != nil {
-		cfg.Core(&ccfg)
-	}
-	mgr, err := core.NewManager(ccfg)
-	if err != nil {
-		_ = httpLn.Close()
-		_ = node.Close()
-		return fmt.Errorf("nodeapp: manager of %s: %w", cfg.ID, err)
-	}
-
-	a := &app{id: cfg.ID, node: node, mgr: mgr, log: log}
-	srv := &http.Server{
-		Handler:           a.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(httpLn) }()
-	log.Info("node up", "node", cfg.ID, "http", httpLn.Addr().String(), "repl", node.Addr(), "mode", bcfg.Mode.String())
-	if ready != nil {
-		ready(httpLn.Addr().String(), node.Addr())
-	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-		serveErr = fmt.Errorf("nodeapp: serve: %w", serveErr)
-	}
-
-	log.Info("node stopping: draining", "node", cfg.ID, "sessions", mgr.Len())
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	var errs []error
-	if serveErr != nil {
-		errs = append(errs, serveErr)
-	}
-	if err := srv.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("nodeapp: app server shutdown: %w", err))
-		_ = srv.Close()
-	}
-	if serveErr == nil {
-		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-			errs = append(errs, fmt.Errorf("nodeapp: serve: %w", err))
-		}
-	}
-	if err := node.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("nodeapp: drain: %w", err))
-	}
-	if err := mgr.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("nodeapp: manager close: %w", err))
-	}
-	log.Info("node stopped", "node", cfg.ID)
-	return errors.Join(errs...)
+	return cfg
 }

@@ -19,15 +19,10 @@ import (
 	"github.com/tandemsession/tandem/core"
 )
 
-func init() { gin.SetMode(gin.TestMode) }
+// The node itself is tested in examples/node; these tests cover what
+// nodeapp adds: the configuration it converts and the /bench routes.
 
-// testNode is one node started with Run.
-type testNode struct {
-	id     string
-	base   string // http://host:port
-	cancel context.CancelFunc
-	done   chan error
-}
+func init() { gin.SetMode(gin.TestMode) }
 
 func listen(t *testing.T) net.Listener {
 	t.Helper()
@@ -38,98 +33,53 @@ func listen(t *testing.T) net.Listener {
 	return ln
 }
 
-// startCluster starts n nodes n1..nN on loopback and waits until every node
-// sees every other alive.
-func startCluster(t *testing.T, n int) []*testNode {
+// startPair starts n1 and n2 on loopback, waits until each has its buddy,
+// and returns their base URLs.
+func startPair(t *testing.T) []string {
 	t.Helper()
-	clusterKey := bytes.Repeat([]byte("c"), 32)
-	cookieKeys := core.KeyPair{Hash: bytes.Repeat([]byte("h"), 32), Block: bytes.Repeat([]byte("b"), 32)}
-	httpLns, replLns := make([]net.Listener, n), make([]net.Listener, n)
-	peers := make([]buddy.Peer, n)
-	for i := range n {
-		httpLns[i], replLns[i] = listen(t), listen(t)
-		peers[i] = buddy.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: replLns[i].Addr().String()}
-	}
-	nodes := make([]*testNode, n)
-	for i := range n {
+	httpLns, replLns := []net.Listener{listen(t), listen(t)}, []net.Listener{listen(t), listen(t)}
+	peers := []buddy.Peer{{ID: "n1", Addr: replLns[0].Addr().String()}, {ID: "n2", Addr: replLns[1].Addr().String()}}
+	var bases []string
+	for i, p := range peers {
 		ctx, cancel := context.WithCancel(context.Background())
-		tn := &testNode{id: peers[i].ID, cancel: cancel, done: make(chan error, 1)}
-		readyc := make(chan string, 1)
+		done, readyc := make(chan error, 1), make(chan string, 1)
 		cfg := Config{
-			ID: peers[i].ID, HTTPListener: httpLns[i], ReplListener: replLns[i], Peers: peers,
-			ClusterKey: clusterKey, CookieKeys: cookieKeys, ShutdownTimeout: 10 * time.Second,
-			Buddy: func(c *buddy.Config) {
-				c.PingInterval = 20 * time.Millisecond
-				c.SuspectAfter = 150 * time.Millisecond
-				c.DeadAfter = 300 * time.Millisecond
-			},
+			ID: p.ID, HTTPListener: httpLns[i], ReplListener: replLns[i], Peers: peers,
+			ClusterKey: bytes.Repeat([]byte("c"), 32), ShutdownTimeout: 10 * time.Second,
+			CookieKeys: core.KeyPair{Hash: bytes.Repeat([]byte("h"), 32), Block: bytes.Repeat([]byte("b"), 32)},
+			Buddy:      func(c *buddy.Config) { c.PingInterval = 20 * time.Millisecond },
 		}
-		go func() { tn.done <- Run(ctx, cfg, func(h, _ string) { readyc <- h }) }()
+		go func() { done <- Run(ctx, cfg, func(h, _ string) { readyc <- h }) }()
 		select {
 		case h := <-readyc:
-			tn.base = "http://" + h
-		case err := <-tn.done:
-			t.Fatalf("%s did not start: %v", tn.id, err)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s did not start", tn.id)
+			bases = append(bases, "http://"+h)
+		case err := <-done:
+			t.Fatalf("%s did not start: %v", p.ID, err)
 		}
-		nodes[i] = tn
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: Run: %v", p.ID, err)
+			}
+		})
 	}
-	t.Cleanup(func() {
-		for _, tn := range nodes {
-			tn.stop(t)
-		}
-	})
-	waitConverged(t, nodes)
-	return nodes
-}
-
-// stop cancels the node's context (a graceful drain) and waits for Run.
-func (tn *testNode) stop(t *testing.T) {
-	t.Helper()
-	if tn.cancel == nil {
-		return
-	}
-	tn.cancel()
-	tn.cancel = nil
-	select {
-	case err := <-tn.done:
-		if err != nil {
-			t.Errorf("%s: Run: %v", tn.id, err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("%s: Run did not return", tn.id)
-	}
-}
-
-func waitConverged(t *testing.T, nodes []*testNode) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok := true
-		for _, tn := range nodes {
+	for _, b := range bases {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
 			var st StatsInfo
-			if err := getJSON(http.DefaultClient, tn.base+"/api/stats", &st); err != nil {
+			if err := getJSON(http.DefaultClient, b+"/api/stats", &st); err != nil {
 				t.Fatal(err)
 			}
-			alive := 0
-			for _, p := range st.Stats.Peers {
-				if p.State == buddy.Alive {
-					alive++
-				}
+			if st.Ready && len(st.Stats.Peers) == 1 && st.Stats.Peers[0].State == buddy.Alive {
+				break
 			}
-			if st.Stats.Buddy == "" || alive < len(nodes)-1 {
-				ok = false
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not ready: %+v", b, st)
 			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("cluster did not converge")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	return bases
 }
 
 func getJSON(c *http.Client, u string, v any) error {
@@ -144,155 +94,77 @@ func getJSON(c *http.Client, u string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// browser is a client with its own cookie jar; it does not follow
-// redirects, so every answer is checked.
-func browser(t *testing.T) *http.Client {
-	t.Helper()
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
+func TestBenchRoutes(t *testing.T) {
+	bases := startPair(t)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 
-func post(t *testing.T, c *http.Client, u string, form url.Values) *http.Response {
-	t.Helper()
-	resp, err := c.PostForm(u, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("POST %s: %s", u, resp.Status)
-	}
-	return resp
-}
-
-func session(t *testing.T, c *http.Client, base string) SessionInfo {
-	t.Helper()
-	var v SessionInfo
-	if err := getJSON(c, base+"/api/session", &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-func routeCookie(c *http.Client, base string) string {
-	u, _ := url.Parse(base)
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == RouteCookie {
-			return ck.Value
-		}
-	}
-	return ""
-}
-
-func TestSessionSurvivesDrainOfItsOwner(t *testing.T) {
-	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	c := browser(t)
-
-	resp := post(t, c, n1.base+"/login", url.Values{"user": {"ada"}})
-	if got := resp.Header.Get(NodeHeader); got != "n1" {
-		t.Fatalf("%s header %q, want n1", NodeHeader, got)
-	}
-	post(t, c, n1.base+"/cart/add", url.Values{"item": {"apple"}})
-	post(t, c, n1.base+"/cart/add", url.Values{"item": {"pear"}})
-	if got := routeCookie(c, n1.base); got != "n1" {
-		t.Fatalf("route cookie %q, want n1", got)
-	}
-	v := session(t, c, n1.base)
-	if v.User != "ada" || strings.Join(v.Cart, ",") != "apple,pear" || v.Owner != "n1" || v.Backup != "n2" {
-		t.Fatalf("session on n1: %+v", v)
-	}
-
-	// The session follows the user to another node, and the route cookie
-	// follows it.
-	if v := session(t, c, n3.base); v.User != "ada" || v.Owner != "n3" || v.Backup != "n1" {
-		t.Fatalf("session on n3: %+v", v)
-	}
-	if got := routeCookie(c, n3.base); got != "n3" {
-		t.Fatalf("route cookie %q after the move, want n3", got)
-	}
-
-	// Drain the owner: its buddy (n1) takes the session over.
-	n3.stop(t)
-	v = session(t, c, n2.base)
-	if v.User != "ada" || strings.Join(v.Cart, ",") != "apple,pear" {
-		t.Fatalf("session lost with its owner's drain: %+v", v)
-	}
-
-	// Bench routes: write, read one, read all.
+	// Writes: POST (form or query), and GET for the load driver.
 	for i := range 3 {
-		resp, err := c.Get(fmt.Sprintf("%s/bench/write?k=k%d&v=v%d", n1.base, i, i))
-		if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get(NewSessionHeader) != "" {
-			t.Fatalf("bench write: %v %v", resp, err)
+		var resp *http.Response
+		var err error
+		if i == 2 {
+			resp, err = c.Get(fmt.Sprintf("%s/bench/write?k=k%d&v=v%d", bases[0], i, i))
+		} else {
+			resp, err = c.PostForm(bases[0]+"/bench/write", url.Values{"k": {fmt.Sprintf("k%d", i)}, "v": {fmt.Sprintf("v%d", i)}})
+		}
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("bench write %d: %v %v", i, resp, err)
+		}
+		if got := resp.Header.Get(NewSessionHeader); (i == 0) != (got == "1") {
+			t.Fatalf("write %d: %s = %q", i, NewSessionHeader, got)
+		}
+		if got := resp.Header.Get(NodeHeader); got != "n1" {
+			t.Fatalf("write %d served by %q", i, got)
 		}
 		resp.Body.Close()
 	}
-	resp, err := http.Get(n1.base + "/bench/read") // no cookie
+	u, _ := url.Parse(bases[0])
+	route := ""
+	for _, ck := range jar.Cookies(u) {
+		if ck.Name == RouteCookie {
+			route = ck.Value
+		}
+	}
+	if route != "n1" {
+		t.Fatalf("route cookie %q, want n1", route)
+	}
+
+	resp, err := http.Get(bases[0] + "/bench/read") // no cookie
 	if err != nil || resp.Header.Get(NewSessionHeader) != "1" {
 		t.Fatalf("bench read without a session: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	resp, err = c.Get(n2.base + "/bench/read?k=k1")
+	resp, err = c.Get(bases[1] + "/bench/read?k=k1") // the other node fetches it
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if string(body) != "v1" {
-		t.Fatalf("bench read %q", body)
+	if string(body) != "v1" || resp.Header.Get(NewSessionHeader) != "" {
+		t.Fatalf("bench read on n2: %q", body)
 	}
 	var all map[string]string
-	if err := getJSON(c, n1.base+"/bench/get", &all); err != nil {
+	if err := getJSON(c, bases[1]+"/bench/get", &all); err != nil {
 		t.Fatal(err)
 	}
-	if all["k0"] != "v0" || all["k2"] != "v2" || all["user"] != "ada" {
+	if all["k0"] != "v0" || all["k2"] != "v2" {
 		t.Fatalf("bench get %v", all)
 	}
-
-	// Logout ends the session everywhere.
-	post(t, c, n1.base+"/logout", nil)
-	if v := session(t, c, n2.base); v.User != "" || len(v.Cart) != 0 {
-		t.Fatalf("session after logout: %+v", v)
-	}
-	var st StatsInfo
-	if err := getJSON(http.DefaultClient, n1.base+"/api/stats", &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Node != "n1" || st.Stats.ID != "n1" {
-		t.Fatalf("stats %+v", st)
-	}
-}
-
-func TestHomePage(t *testing.T) {
-	nodes := startCluster(t, 2)
-	c := browser(t)
-	post(t, c, nodes[0].base+"/login", url.Values{"user": {"grace"}})
-	resp, err := c.Get(nodes[0].base + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{"grace", "Welcome, grace!", `id="served-by">n1<`, `id="backup-on">n2<`} {
-		if !strings.Contains(string(body), want) {
-			t.Fatalf("home page lacks %q:\n%s", want, body)
-		}
-	}
-	resp, err = http.Get(nodes[0].base + "/healthz")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("healthz: %v %v", resp, err)
+	resp, err = c.PostForm(bases[1]+"/bench/write", url.Values{"k": {strings.Repeat("k", 129)}})
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("long key: %v %v", resp, err)
 	}
 	resp.Body.Close()
 }
 
 func TestRunRejectsBadConfig(t *testing.T) {
-	err := Run(t.Context(), Config{ID: "n1", HTTPAddr: "127.0.0.1:0", ReplAddr: "127.0.0.1:0", ClusterKey: []byte("short")}, nil)
+	err := Run(t.Context(), Config{ID: "n1", HTTPAddr: "127.0.0.1:0", ReplAddr: "127.0.0.1:0", ClusterKey: []byte("short"),
+		CookieKeys: core.KeyPair{Hash: bytes.Repeat([]byte("h"), 32), Block: bytes.Repeat([]byte("b"), 32)}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "ClusterKey") {
 		t.Fatalf("err %v", err)
+	}
+	if err := Run(t.Context(), Config{ID: "n1", HTTPAddr: "127.0.0.1:0", ReplAddr: "127.0.0.1:0", ClusterKey: bytes.Repeat([]byte("c"), 32)}, nil); err == nil || !strings.Contains(err.Error(), "CookieKeys") {
+		t.Fatalf("no cookie keys: err %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,7 +185,7 @@ func traffic(t *testing.T, base string, clients int) {
 					return
 				case <-time.After(150 * time.Millisecond):
 				}
-				resp, err := hc.Get(fmt.Sprintf("%s/bench/write?k=k%d&v=c%d-%d", base, i%50, c, i))
+				resp, err := hc.PostForm(base+"/bench/write", url.Values{"k": {fmt.Sprintf("k%d", i%50)}, "v": {fmt.Sprintf("c%d-%d", c, i)}})
 				if err == nil {
 					resp.Body.Close()
 				}
