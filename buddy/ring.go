@@ -45,8 +45,14 @@ func (s State) String() string {
 	return stateNames[s]
 }
 
-// MarshalText encodes the state as its name, so JSON shows "alive".
-func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// MarshalText implements encoding.TextMarshaler: the state's name, so that
+// JSON shows "alive" rather than 1.
+func (s State) MarshalText() ([]byte, error) {
+	if s < 0 || int(s) >= len(stateNames) {
+		return nil, fmt.Errorf("buddy: unknown State %d", int(s))
+	}
+	return []byte(stateNames[s]), nil
+}
 
 // UnmarshalText decodes a state's name.
 func (s *State) UnmarshalText(b []byte) error {

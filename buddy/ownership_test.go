@@ -1,0 +1,305 @@
+package buddy
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandemsession/tandem/core"
+)
+
+// parallel sends the paths of one session at once, path i through via[i],
+// each with the browser's cookie; the browser keeps the cookie of the
+// response that came last, as a browser does. It returns the status codes.
+func (b *browser) parallel(via []*member, paths []string) []int {
+	codes := make([]int, len(paths))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	cookie := b.cookie
+	for i := range paths {
+		wg.Go(func() {
+			c := &browser{t: b.t, cookie: cookie}
+			rec := c.do(via[i], paths[i])
+			mu.Lock()
+			defer mu.Unlock()
+			codes[i] = rec.Code
+			if c.cookie != cookie {
+				b.cookie = c.cookie
+			}
+			if rec.Code == http.StatusOK {
+				b.id = c.id
+			}
+		})
+	}
+	wg.Wait()
+	return codes
+}
+
+// owner returns the member that owns session id.
+func owner(ms []*member, id string) *member {
+	for _, m := range live(ms) {
+		if _, ok := m.mgr.Owned(id); ok {
+			return m
+		}
+	}
+	return nil
+}
+
+// Two requests of one session reach two nodes at once (a balancer with a
+// stale view): the session moves between them, and both writes are kept;
+// a write answered 503 is not lost either (it was never acknowledged).
+func TestParallelRequestsOnTwoNodesKeepBothWrites(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	w.write(ms[0], "init", "1")
+	const rounds = 100
+	both := 0
+	for i := range rounds {
+		o := owner(ms, w.b.id)
+		if o == nil {
+			t.Fatalf("round %d: nobody owns %s", i, w.b.id)
+		}
+		other := ms[(indexOf(ms, o)+1+i%2)%len(ms)]
+		a, b := fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)
+		codes := w.b.parallel([]*member{o, other}, []string{"/set?" + a + "=x", "/set?" + b + "=y"})
+		if codes[0] == http.StatusOK {
+			w.acked[a] = "x"
+		}
+		if codes[1] == http.StatusOK {
+			w.acked[b] = "y"
+		}
+		if codes[0] == http.StatusOK && codes[1] == http.StatusOK {
+			both++
+		}
+		for _, c := range codes {
+			if c != http.StatusOK && c != http.StatusServiceUnavailable {
+				t.Fatalf("round %d: answered %v", i, codes)
+			}
+		}
+		w.check(t, ms[i%len(ms)])
+	}
+	if both < rounds*99/100 {
+		t.Fatalf("both writes acknowledged in %d of %d rounds, want at least 99%%", both, rounds)
+	}
+	t.Logf("both writes acknowledged in %d of %d rounds", both, rounds)
+}
+
+func indexOf(ms []*member, m *member) int {
+	for i, x := range ms {
+		if x == m {
+			return i
+		}
+	}
+	return -1
+}
+
+// Right after the owner died, two requests of its session reach the same
+// survivor: they share one fetch, and both writes are kept.
+func TestParallelRequestsAfterOwnerKilledShareOneFetch(t *testing.T) {
+	ms := cluster(t, 3, func(c *Config) { fastTimers(c); c.DeadAfter, c.SuspectAfter = time.Minute, time.Minute })
+	var ws []*writer
+	for range 10 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		w.write(ms[0], "k0", "v0")
+		ws = append(ws, w)
+	}
+	ms[0].kill()
+	for i, w := range ws {
+		via := ms[1+i%2]
+		codes := w.b.parallel([]*member{via, via}, []string{"/set?a=1", "/set?b=2"})
+		if codes[0] != http.StatusOK || codes[1] != http.StatusOK {
+			t.Fatalf("session %d: answered %v", i, codes)
+		}
+		w.acked["a"], w.acked["b"] = "1", "2"
+	}
+	for _, w := range ws {
+		for _, m := range live(ms) {
+			w.check(t, m)
+		}
+	}
+	fetched := uint64(0)
+	for _, m := range ms[1:] {
+		for src, n := range m.node.Stats().Fetches {
+			if src != SourceNone {
+				fetched += n
+			}
+		}
+	}
+	// One fetch per session from the dead owner's copy, and the moves of
+	// the checks that followed; never two at once for the first requests.
+	if st := ms[1].mgr.Stats().Fetched + ms[2].mgr.Stats().Fetched; st > fetched {
+		t.Fatalf("managers installed %d fetched sessions, buddies fetched %d", st, fetched)
+	}
+}
+
+// When the buddy is killed, the owner picks the next node at once: no
+// commit is served with one copy, and every acknowledged write is on the
+// new buddy.
+func TestBuddyKilledNoCommitHasOneCopy(t *testing.T) {
+	ms := cluster(t, 3, func(c *Config) { fastTimers(c); c.DeadAfter, c.SuspectAfter = time.Minute, time.Minute })
+	n1, n2, n3 := ms[0], ms[1], ms[2]
+	var ws []*writer
+	for i := range 20 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		w.write(n1, "k", fmt.Sprint(i))
+		ws = append(ws, w)
+	}
+	n2.kill() // n1's buddy; the others will not notice for a minute
+	var slowest time.Duration
+	for round := range 5 {
+		for i, w := range ws {
+			start := time.Now()
+			if !w.write(n1, "k", fmt.Sprint(round*100+i)) {
+				t.Fatalf("write refused after the buddy died")
+			}
+			slowest = max(slowest, time.Since(start))
+		}
+	}
+	if d := n1.node.Stats().Degraded; d != 0 {
+		t.Fatalf("%d commits served with one copy", d)
+	}
+	if b := n1.node.Stats().Buddy; b != "n3" {
+		t.Fatalf("buddy %q, want n3", b)
+	}
+	for _, w := range ws {
+		sameCopy(t, n1, n3, w.b.id)
+	}
+	t.Logf("slowest write after the buddy's death: %v", slowest)
+}
+
+// An owner cut off from the cluster while its session is taken over
+// elsewhere cannot acknowledge a write of it once it is back: its buddy
+// knows the newer epoch. Nothing acknowledged is lost.
+func TestCutOffOwnerIsFenced(t *testing.T) {
+	ms, fn := faultyCluster(t, 3, fastTimers)
+	n1, n2 := ms[0], ms[1]
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	w.write(n1, "a", "1")
+	old := w.b.cookie
+	fn.Partition([]string{"n1"}, []string{"n2", "n3"})
+	waitFor(t, "n2 sees n1 dead", func() bool { return !n2.node.alive("n1") })
+	// The balancer sends the user to n2, which takes the session over from
+	// its copy (epoch 2).
+	if !w.write(n2, "b", "2") {
+		t.Fatal("write refused on n2")
+	}
+	fn.Heal()
+	waitRing(t, ms)
+	// A request with the cookie from before reaches n1 again.
+	stale := &writer{b: browser{t: t, cookie: old}, acked: map[string]string{}}
+	stale.write(n1, "c", "3")
+	if stale.acked["c"] == "3" {
+		w.acked["c"] = "3" // acknowledged: it must have joined the current copy
+	}
+	for _, m := range ms {
+		w.check(t, m)
+	}
+	if got := readAll(t, n2, w.b.cookie); got["b"] != "2" || got["a"] != "1" {
+		t.Fatalf("session after the heal: %v", got)
+	}
+}
+
+// A node whose cookie keys differ is loud: an ERROR line, a counter, and
+// it is not used as a buddy.
+func TestMisconfiguredPeerIsNotABuddy(t *testing.T) {
+	var logs syncBuffer
+	ms := cluster(t, 2, func(c *Config) {
+		fastTimers(c)
+		if c.ID == "n1" {
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		}
+	})
+	// n2 restarts with other cookie keys, as a process that generated its
+	// own would.
+	other := core.KeyPair{Hash: bytes.Repeat([]byte("x"), 32), Block: bytes.Repeat([]byte("y"), 32)}
+	ms[1].kill()
+	node, err := New(ms[1].cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	mgr, err := core.NewManager(core.Config{Keys: []core.KeyPair{other}, Replicator: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mgr.Close() })
+	waitFor(t, "mismatch seen", func() bool { return ms[0].node.Stats().ConfigMismatches > 0 })
+	if b := ms[0].node.Stats().Buddy; b != "" {
+		t.Fatalf("buddy %q, want none", b)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "cookie keys differ") {
+		t.Fatalf("no ERROR line naming the cookie keys:\n%s", logs.String())
+	}
+	for _, p := range ms[0].node.Peers() {
+		if p.ID == "n2" && p.Mismatch == "" {
+			t.Fatalf("peer status does not say why: %+v", p)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// While a node drains, requests for its sessions that reach other nodes get
+// the sessions (from it, or from its buddy once the handover began); none
+// is a fresh session, none is lost.
+func TestRequestsDuringDrainGetTheirSession(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	var ws []*writer
+	for i := range 30 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		w.write(ms[0], "k", fmt.Sprint(i))
+		ws = append(ws, w)
+	}
+	done := make(chan error)
+	go func() { done <- ms[0].node.Shutdown(t.Context()) }()
+	for round := 0; ; round++ {
+		for i, w := range ws {
+			via := ms[1+(i+round)%2]
+			before := w.b.id
+			if !w.write(via, fmt.Sprintf("r%d", round), "x") {
+				continue // a 503 while the session moves: retried next round
+			}
+			if w.b.id != before {
+				t.Fatalf("session %d replaced by a fresh one during the drain", i)
+			}
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms[0].gone.Store(true)
+			for _, w := range ws {
+				for _, m := range live(ms) {
+					w.check(t, m)
+				}
+			}
+			return
+		default:
+		}
+		if round > 1000 {
+			t.Fatal("drain did not end")
+		}
+	}
+}
