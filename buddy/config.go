@@ -37,17 +37,22 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// ErrorPolicy says what a synchronous commit does when its buddy does not
-// acknowledge in time.
+// ErrorPolicy says what a synchronous commit does when its change cannot get
+// a second copy: no other node answers (the node is alone, or cut off from
+// every peer), or no node acknowledged it within ReplicationTimeout. A buddy
+// that fails is replaced by the next live node at once, and the commit waits
+// for that one; the policy applies only when there is none. A commit whose
+// session another node owns now (its buddy fenced it) fails with
+// core.ErrSessionMoved whatever the policy.
 type ErrorPolicy int
 
 const (
-	// Degrade (the default) serves the request anyway, counts it, marks the
-	// buddy suspect and resends the session in full once the buddy answers
-	// again. The change exists on one node until then.
+	// Degrade (the default) serves the request anyway, counts it in
+	// Stats().Degraded, and resends the session in full once a buddy
+	// answers. The change exists on one node until then.
 	Degrade ErrorPolicy = iota
-	// Fail fails the request (503 through core's default error handler).
-	// The change is still committed on this node.
+	// Fail fails the request with core.ErrReplication (503 through core's
+	// default error handler). The change is still committed on this node.
 	Fail
 )
 
