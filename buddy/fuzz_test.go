@@ -27,7 +27,7 @@ func FuzzStream(f *testing.F) {
 	}
 	valid := func(recs []wire.Record) []byte {
 		seq++
-		return streamFrame(sealer.Seal(nil, "n2", wire.MsgBatch, seq, b.comp.Encode(nil, wire.AppendBatch(nil, recs))))
+		return streamFrame(sealer.Seal(nil, "n2", wire.MsgBatch, seq, b.boot, b.comp.Encode(nil, wire.AppendBatch(nil, recs))))
 	}
 	f.Add(valid(wtSampleRecords()[:2]))
 	f.Add(append(valid(wtSampleRecords()[2:4]), valid(wtSampleRecords()[4:])...))

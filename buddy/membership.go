@@ -2,6 +2,7 @@ package buddy
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -24,7 +25,7 @@ type fingerprint struct {
 
 // ping returns this node's ping (and pong) payload.
 func (n *Node) ping() []byte {
-	p := wire.Ping{Incarnation: n.incarnation, Draining: n.draining.Load()}
+	p := wire.Ping{Incarnation: n.incarnation, Boot: n.boot, Draining: n.draining.Load()}
 	if fp := n.fp.Load(); fp != nil {
 		p.Settings, p.CookieKeys = fp.settings, fp.keys
 	}
@@ -54,8 +55,36 @@ func (n *Node) onPing(from string, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, malformed(err)
 	}
+	n.windows.learnBoot(from, p.Boot)
 	n.heard(from, p)
 	return n.ping(), nil
+}
+
+// onHello answers a ping sealed without this node's boot (the peer does
+// not know it yet): the pong teaches it. Such a ping may be a replay from
+// before this node started, so it changes nothing here.
+func (n *Node) onHello(_ string, payload []byte) ([]byte, error) {
+	if _, err := wire.DecodePing(payload); err != nil {
+		return nil, malformed(err)
+	}
+	return n.ping(), nil
+}
+
+// bootOf returns peer p's boot nonce, pinging it first when this node does
+// not know it yet.
+func (n *Node) bootOf(p Peer) (uint64, error) {
+	if b := n.windows.boot(p.ID); b != 0 {
+		return b, nil
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
+	defer cancel()
+	if _, ok := n.probe(ctx, p); !ok {
+		return 0, fmt.Errorf("buddy: %s does not answer a ping", p.ID)
+	}
+	if b := n.windows.boot(p.ID); b != 0 {
+		return b, nil
+	}
+	return 0, fmt.Errorf("buddy: %s did not say its boot", p.ID)
 }
 
 // probeLoop pings every peer every PingInterval. A tick that comes much
@@ -108,6 +137,7 @@ func (n *Node) probe(ctx context.Context, p Peer) (wire.Ping, bool) {
 	out, _, err := n.call(ctx, p, pathPing, wire.MsgPing, n.ping())
 	if err == nil {
 		if pong, derr := wire.DecodePing(out); derr == nil {
+			n.windows.learnBoot(p.ID, pong.Boot)
 			n.heard(p.ID, pong)
 			return pong, true
 		}

@@ -18,7 +18,9 @@ package buddy
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -60,6 +62,7 @@ type Node struct {
 	seq     atomic.Uint64
 
 	incarnation uint64 // this run's start time: peers spot a restart by it
+	boot        uint64 // this run's random boot nonce: requests are sealed for it
 	draining    atomic.Bool
 	handingOver atomic.Bool               // draining, and the buddy holds every session
 	location    atomic.Pointer[[2]string] // owner, backup for cookies
@@ -115,11 +118,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
-		view: newView(cfg.ID, cfg.Zone, cfg.Peers), windows: windowSet{m: make(map[string]*wire.ReplayWindow)},
+		view: newView(cfg.ID, cfg.Zone, cfg.Peers), windows: windowSet{m: make(map[string]*wire.ReplayWindow), boots: make(map[string]uint64)},
 		backups: newBackups(), stop: make(chan struct{}), probesOff: make(chan struct{}),
 		incarnation: uint64(time.Now().UnixNano()),
 	}
 	n.handoff.seed = maphash.MakeSeed()
+	for n.boot == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // never fails (Go 1.24+)
+		n.boot = binary.BigEndian.Uint64(b[:])
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.seq.Store(n.incarnation)
 	n.touches.init()
@@ -149,16 +157,45 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// windowSet holds a replay window per peer.
+// windowSet holds, per peer, the replay window of its requests and the
+// boot nonce it runs under as far as this node knows (0: not known yet).
 type windowSet struct {
-	mu sync.Mutex
-	m  map[string]*wire.ReplayWindow
+	mu    sync.Mutex
+	m     map[string]*wire.ReplayWindow
+	boots map[string]uint64
 }
 
 func (w *windowSet) add(id string) {
 	w.mu.Lock()
 	if _, ok := w.m[id]; !ok {
 		w.m[id] = new(wire.ReplayWindow)
+	}
+	w.mu.Unlock()
+}
+
+// boot returns peer id's boot nonce, or 0.
+func (w *windowSet) boot(id string) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.boots[id]
+}
+
+// learnBoot records peer id's boot nonce, from an authenticated pong or
+// ping.
+func (w *windowSet) learnBoot(id string, boot uint64) {
+	w.mu.Lock()
+	if _, ok := w.m[id]; ok && boot != 0 {
+		w.boots[id] = boot
+	}
+	w.mu.Unlock()
+}
+
+// forgetBoot forgets peer id's boot nonce if it is still old: the peer
+// refused a request sealed for it (it restarted).
+func (w *windowSet) forgetBoot(id string, old uint64) {
+	w.mu.Lock()
+	if w.boots[id] == old {
+		delete(w.boots, id)
 	}
 	w.mu.Unlock()
 }

@@ -26,6 +26,9 @@ var (
 	errStreamTimeout = errors.New("no answer within the replication timeout")
 	// errPeerRejected: the peer refused a batch (its reason follows).
 	errPeerRejected = errors.New("batch rejected")
+	// errUnauthorized: the peer refused a batch as not authenticated: it
+	// may have restarted under a new boot.
+	errUnauthorized = errors.New("not authenticated")
 )
 
 // streamOK is the status of a reply frame that carries a sealed reply; any
@@ -215,7 +218,11 @@ func (st *batchStream) roundTrip(frame []byte, maxReply int, timeout time.Durati
 		return fail(err)
 	}
 	if status != streamOK {
-		return nil, fmt.Errorf("buddy: %s answered %d: %s: %w", st.to.ID, status, data[:min(len(data), 200)], errPeerRejected)
+		err := fmt.Errorf("buddy: %s answered %d: %s: %w", st.to.ID, status, data[:min(len(data), 200)], errPeerRejected)
+		if status == http.StatusUnauthorized {
+			err = fmt.Errorf("%w (%w)", err, errUnauthorized)
+		}
+		return nil, err
 	}
 	st.used = true
 	return data, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
@@ -102,7 +103,15 @@ func (n *Node) endpoint(typ wire.MsgType, handle handler) http.Handler {
 // dst.
 func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byte, dst []byte) ([]byte, *rejection) {
 	n.stats.bytesReceived.Add(uint64(len(body)))
-	h, payload, err := n.sealer.Open((*plain)[:0], body)
+	h, payload, err := n.sealer.Open((*plain)[:0], body, n.boot)
+	if errors.Is(err, wire.ErrAuth) && typ == wire.MsgPing {
+		// A ping from a peer that does not know this node's boot yet (it
+		// or this node just started): answered, so that it learns the
+		// boot, but it changes nothing here.
+		if h, payload, err = n.sealer.Open((*plain)[:0], body, 0); err == nil {
+			handle = n.onHello
+		}
+	}
 	*plain = payload
 	if rej := openRejection(err); rej != nil {
 		return dst, rej
@@ -113,6 +122,11 @@ func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byt
 	win, known := n.windows.get(h.From)
 	if !known {
 		return dst, &rejection{http.StatusForbidden, RejectUnknown, fmt.Errorf("%w: %q", wire.ErrUnknownNode, h.From)}
+	}
+	if ahead := uint64(time.Now().Add(maxSeqAhead).UnixNano()); h.Seq > ahead {
+		// Counters start at the sender's start time: a number beyond the
+		// clock would hold the window above every real one.
+		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d is ahead of the clock", wire.ErrReplay, h.From, h.Seq)}
 	}
 	if !win.Accept(h.Seq) {
 		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d", wire.ErrReplay, h.From, h.Seq)}
@@ -125,8 +139,12 @@ func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byt
 		}
 		return dst, rej
 	}
-	return n.sealer.Seal(dst, h.From, replyType[typ], h.Seq, reply), nil
+	return n.sealer.Seal(dst, h.From, replyType[typ], h.Seq, 0, reply), nil
 }
+
+// maxSeqAhead is how far ahead of this node's clock a peer's sequence
+// number may be: the clocks' skew it tolerates.
+const maxSeqAhead = time.Hour
 
 func openRejection(err error) *rejection {
 	switch {
@@ -195,6 +213,11 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 	onWire = n.sealer.Overhead(to.ID) + len(payload)
 	var out []byte
 	var seq uint64
+	boot, err := n.bootOf(to)
+	if err != nil {
+		return reply, len(enc), 0, err
+	}
+	relearned := false
 	for {
 		st, err := s.streamTo(to)
 		if err != nil {
@@ -202,13 +225,23 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 		}
 		seq = n.seq.Add(1)
 		frame := binary.AppendUvarint((*frameBuf)[:0], uint64(onWire))
-		frame = n.sealer.Seal(frame, to.ID, wire.MsgBatch, seq, payload)
+		frame = n.sealer.Seal(frame, to.ID, wire.MsgBatch, seq, boot, payload)
 		*frameBuf = frame
 		out, err = st.roundTrip(frame, n.cfg.MaxBodySize, n.cfg.ReplicationTimeout)
 		if err == nil {
 			break
 		}
 		s.closeStream()
+		if errors.Is(err, errUnauthorized) && !relearned {
+			// The buddy may have restarted under a new boot since this
+			// node learned it: learn it again, and resend once.
+			relearned = true
+			n.windows.forgetBoot(to.ID, boot)
+			if boot, err = n.bootOf(to); err != nil {
+				return reply, len(enc), onWire, err
+			}
+			continue
+		}
 		if !st.used || errors.Is(err, errStreamTimeout) || errors.Is(err, errPeerRejected) {
 			return reply, len(enc), onWire, err
 		}
@@ -216,7 +249,7 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 		// while idle: resend once on a new one. Resending is safe: a
 		// record the buddy already holds is ignored by version.
 	}
-	h, plain, err := n.sealer.Open(nil, out)
+	h, plain, err := n.sealer.Open(nil, out, 0)
 	if err != nil {
 		return reply, len(enc), onWire, fmt.Errorf("buddy: reply from %s: %w", to.ID, err)
 	}
@@ -229,9 +262,20 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 
 // call seals payload for peer, posts it and opens the reply. The sealed
 // body is not pooled: the transport may still read it after Do returns.
+//
+// Every request is sealed for the peer's boot (PROTOCOL.md section 6): a
+// ping may go before this node knows it (and teaches it), any other
+// request waits for a ping first.
 func (n *Node) call(ctx context.Context, to Peer, path string, typ wire.MsgType, payload []byte) ([]byte, int, error) {
+	boot := n.windows.boot(to.ID)
+	if boot == 0 && typ != wire.MsgPing {
+		var err error
+		if boot, err = n.bootOf(to); err != nil {
+			return nil, 0, err
+		}
+	}
 	seq := n.seq.Add(1)
-	body := n.sealer.Seal(nil, to.ID, typ, seq, payload)
+	body := n.sealer.Seal(nil, to.ID, typ, seq, boot, payload)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+to.Addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, len(body), err
@@ -246,13 +290,17 @@ func (n *Node) call(ctx context.Context, to Peer, path string, typ wire.MsgType,
 	if err != nil {
 		return nil, len(body), err
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		// It may have restarted under a new boot: learn it again.
+		n.windows.forgetBoot(to.ID, boot)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, len(body), fmt.Errorf("buddy: %s answered %d: %s", to.ID, resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
 	}
 	if len(data) > n.cfg.MaxBodySize {
 		return nil, len(body), fmt.Errorf("buddy: reply from %s exceeds %d bytes", to.ID, n.cfg.MaxBodySize)
 	}
-	h, out, err := n.sealer.Open(nil, data)
+	h, out, err := n.sealer.Open(nil, data, 0)
 	if err != nil {
 		return nil, len(body), fmt.Errorf("buddy: reply from %s: %w", to.ID, err)
 	}

@@ -105,18 +105,21 @@ func post(t *testing.T, addr string, env []byte) int {
 	return got[0]
 }
 
-func sealedBatch(t *testing.T, from string, key []byte, to string, seq uint64, payload []byte) []byte {
+// sealedBatch seals payload as a batch from node from to node to, for the
+// recipient's boot nonce boot.
+func sealedBatch(t *testing.T, from string, key []byte, to string, boot, seq uint64, payload []byte) []byte {
 	t.Helper()
 	s, err := wire.NewSealer(from, [][]byte{key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.Seal(nil, to, wire.MsgBatch, seq, payload)
+	return s.Seal(nil, to, wire.MsgBatch, seq, boot, payload)
 }
 
 func TestHostileRequestsAreRejected(t *testing.T) {
 	ms := cluster(t, 2, func(c *Config) { c.MaxBodySize = 64 << 10; c.MaxDecodedSize = 256 << 10 })
 	b := ms[1]
+	boot := b.node.boot
 	comp, _ := compress.New(compress.Config{})
 	valid := comp.Encode(nil, wire.AppendBatch(nil, []wire.Record{{Kind: wire.KindFull, Change: &core.Change{
 		ID: "AAAAAAAAAAAAAAAAAAAAAAAA", Version: 1, Full: true, Set: []core.Attr{{Key: "k", Value: []byte("1")}}}}}))
@@ -126,21 +129,23 @@ func TestHostileRequestsAreRejected(t *testing.T) {
 	if len(bomb) > 64<<10 {
 		t.Fatalf("bomb is %d bytes", len(bomb))
 	}
-	replayed := sealedBatch(t, "n1", testClusterKey, "n2", seq, valid)
+	replayed := sealedBatch(t, "n1", testClusterKey, "n2", boot, seq, valid)
+	stale := sealedBatch(t, "n1", testClusterKey, "n2", boot^1, seq+7, valid) // sealed before n2 restarted
 	cases := []struct {
 		name   string
 		body   []byte
 		status int
 		reason string
 	}{
-		{"garbage", []byte("\x01hello, this is not an envelope"), 400, RejectMalformed},
+		{"garbage", append([]byte{wire.EnvelopeVersion}, "hello, this is not an envelope"...), 400, RejectMalformed},
 		{"unknown version", []byte("\x09hello"), 400, RejectVersion},
-		{"wrong key", sealedBatch(t, "n1", otherKey, "n2", seq+1, valid), 401, RejectAuth},
-		{"wrong recipient", sealedBatch(t, "n1", testClusterKey, "n3", seq+2, valid), 401, RejectAuth},
-		{"unknown node", sealedBatch(t, "evil", testClusterKey, "n2", seq+3, valid), 403, RejectUnknown},
-		{"oversized", sealedBatch(t, "n1", testClusterKey, "n2", seq+4, make([]byte, 100<<10)), 413, RejectTooLarge},
-		{"bomb", sealedBatch(t, "n1", testClusterKey, "n2", seq+5, bomb), 413, RejectBomb},
-		{"not a batch", sealedBatch(t, "n1", testClusterKey, "n2", seq+6, comp.Encode(nil, []byte{wire.WireVersion, 200, 200, 200})), 400, RejectMalformed},
+		{"wrong key", sealedBatch(t, "n1", otherKey, "n2", boot, seq+1, valid), 401, RejectAuth},
+		{"wrong recipient", sealedBatch(t, "n1", testClusterKey, "n3", boot, seq+2, valid), 401, RejectAuth},
+		{"unknown node", sealedBatch(t, "evil", testClusterKey, "n2", boot, seq+3, valid), 403, RejectUnknown},
+		{"oversized", sealedBatch(t, "n1", testClusterKey, "n2", boot, seq+4, make([]byte, 100<<10)), 413, RejectTooLarge},
+		{"bomb", sealedBatch(t, "n1", testClusterKey, "n2", boot, seq+5, bomb), 413, RejectBomb},
+		{"not a batch", sealedBatch(t, "n1", testClusterKey, "n2", boot, seq+6, comp.Encode(nil, []byte{wire.WireVersion, 200, 200, 200})), 400, RejectMalformed},
+		{"another boot of the recipient", stale, 401, RejectAuth},
 		{"first send", replayed, 200, ""},
 		{"replay", replayed, 409, RejectReplay},
 	}
@@ -167,6 +172,7 @@ func TestHostileRequestsAreRejected(t *testing.T) {
 func TestHostileStreamsAreRejected(t *testing.T) {
 	ms := cluster(t, 2, func(c *Config) { c.MaxBodySize = 64 << 10 })
 	b := ms[1]
+	boot := b.node.boot
 	comp, _ := compress.New(compress.Config{})
 	batch := func(id string) []byte {
 		return comp.Encode(nil, wire.AppendBatch(nil, []wire.Record{{Kind: wire.KindFull, Change: &core.Change{
@@ -175,9 +181,9 @@ func TestHostileStreamsAreRejected(t *testing.T) {
 	seq := uint64(time.Now().UnixNano())
 	good := func(id string) []byte {
 		seq++
-		return streamFrame(sealedBatch(t, "n1", testClusterKey, "n2", seq, batch(id)))
+		return streamFrame(sealedBatch(t, "n1", testClusterKey, "n2", boot, seq, batch(id)))
 	}
-	forged := streamFrame(sealedBatch(t, "n1", bytes.Repeat([]byte("x"), 32), "n2", seq+100, batch("FORGEDFORGEDFORGEDFORGED")))
+	forged := streamFrame(sealedBatch(t, "n1", bytes.Repeat([]byte("x"), 32), "n2", boot, seq+100, batch("FORGEDFORGEDFORGEDFORGED")))
 	cases := []struct {
 		name     string
 		body     []byte
@@ -192,7 +198,7 @@ func TestHostileStreamsAreRejected(t *testing.T) {
 		{"forged frame ends the stream", concat(good("AAAAAAAAAAAAAAAAAAAAAAA3"), forged, good("AAAAAAAAAAAAAAAAAAAAAAA4")), []int{200, 401}, RejectAuth, 1},
 		{"a frame of another type", streamFrame(func() []byte {
 			s, _ := wire.NewSealer("n1", [][]byte{testClusterKey})
-			return s.Seal(nil, "n2", wire.MsgPing, seq+200, nil)
+			return s.Seal(nil, "n2", wire.MsgPing, seq+200, boot, nil)
 		}()), []int{400}, RejectMalformed, 0},
 		{"empty stream", nil, nil, "", 0},
 	}

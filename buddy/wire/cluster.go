@@ -20,6 +20,9 @@ type Ping struct {
 	// Incarnation is the sender's start time in Unix nanoseconds: a new
 	// value means it restarted with nothing.
 	Incarnation uint64
+	// Boot is the sender's boot nonce, random for every run: requests to
+	// it are sealed for it (Sealer.Seal).
+	Boot uint64
 	// Draining: the sender is handing its sessions over and leaving.
 	Draining bool
 	// Settings fingerprints the settings every node must share (cookie
@@ -31,8 +34,9 @@ type Ping struct {
 }
 
 // AppendPing appends the encoding of p: incarnation (uvarint), state (one
-// byte, 0 serving or 1 draining), settings (8 bytes, big-endian), the
-// number of cookie keys (one byte) and each key's fingerprint (8 bytes).
+// byte, 0 serving or 1 draining), boot and settings (8 bytes each,
+// big-endian), the number of cookie keys (one byte) and each key's
+// fingerprint (8 bytes).
 func AppendPing(dst []byte, p Ping) []byte {
 	dst = binary.AppendUvarint(dst, p.Incarnation)
 	state := byte(0)
@@ -40,6 +44,7 @@ func AppendPing(dst []byte, p Ping) []byte {
 		state = 1
 	}
 	dst = append(dst, state)
+	dst = binary.BigEndian.AppendUint64(dst, p.Boot)
 	dst = binary.BigEndian.AppendUint64(dst, p.Settings)
 	keys := p.CookieKeys[:min(len(p.CookieKeys), MaxCookieKeys)]
 	dst = append(dst, byte(len(keys)))
@@ -53,14 +58,15 @@ func AppendPing(dst []byte, p Ping) []byte {
 func DecodePing(b []byte) (Ping, error) {
 	var p Ping
 	inc, k := binary.Uvarint(b)
-	if k <= 0 || len(b) < k+1+8+1 || b[k] > 1 {
+	if k <= 0 || len(b) < k+1+16+1 || b[k] > 1 {
 		return Ping{}, fmt.Errorf("%w: ping payload", ErrMalformed)
 	}
 	p.Incarnation, p.Draining = inc, b[k] == 1
 	b = b[k+1:]
-	p.Settings = binary.BigEndian.Uint64(b)
-	n := int(b[8])
-	b = b[9:]
+	p.Boot = binary.BigEndian.Uint64(b)
+	p.Settings = binary.BigEndian.Uint64(b[8:])
+	n := int(b[16])
+	b = b[17:]
 	if n > MaxCookieKeys || len(b) != 8*n {
 		return Ping{}, fmt.Errorf("%w: ping payload with %d cookie keys in %d bytes", ErrMalformed, n, len(b))
 	}

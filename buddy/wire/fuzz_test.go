@@ -125,14 +125,14 @@ func FuzzOpen(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(from.Seal(nil, "node-b", MsgBatch, 1_700_000_000_000_000_001, []byte("payload")))
-	f.Add(from.Seal(nil, "node-b", MsgPong, 0, nil))
-	f.Add(from.Seal(nil, "node-c", MsgPing, 1, []byte("not for node-b")))
-	f.Add(from.Seal(nil, "node-b", MsgBatch, 2, AppendBatch(nil, wtSampleRecords())))
+	f.Add(from.Seal(nil, "node-b", MsgBatch, 1_700_000_000_000_000_001, 0, []byte("payload")))
+	f.Add(from.Seal(nil, "node-b", MsgPong, 0, 0, nil))
+	f.Add(from.Seal(nil, "node-c", MsgPing, 1, 0, []byte("not for node-b")))
+	f.Add(from.Seal(nil, "node-b", MsgBatch, 2, 0, AppendBatch(nil, wtSampleRecords())))
 	f.Add([]byte{EnvelopeVersion})
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		dst := []byte("dst")
-		h, out, err := to.Open(dst, msg)
+		h, out, err := to.Open(dst, msg, 0)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrAuth) {
 				t.Fatalf("error wraps no envelope error: %v", err)
@@ -154,7 +154,7 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			t.Fatalf("sender %q: %v", h.From, err)
 		}
-		h2, p2, err := to.Open(nil, s.Seal(nil, h.To, h.Type, h.Seq, payload))
+		h2, p2, err := to.Open(nil, s.Seal(nil, h.To, h.Type, h.Seq, 0, payload), 0)
 		if err != nil || h2 != h || !bytes.Equal(p2, payload) {
 			t.Fatalf("resealed: %+v %q %v; want %+v %q", h2, p2, err, h, payload)
 		}
@@ -197,7 +197,38 @@ func TestWriteSeeds(t *testing.T) {
 	if os.Getenv("TANDEM_WRITE_SEEDS") != "1" {
 		t.Skip("set TANDEM_WRITE_SEEDS=1 to rewrite testdata/fuzz from the encoders")
 	}
-	for name, b := range wtSeeds() {
+	seeds := wtSeeds()
+	// FuzzOpen's envelopes carry random nonces: written, not compared.
+	from, err := NewSealer("node-a", [][]byte{wtFuzzKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := from.Seal(nil, "node-b", MsgBatch, 1_700_000_000_000_000_001, 0, AppendBatch(nil, wtSampleRecords()[:3]))
+	tampered := bytes.Clone(batch)
+	tampered[len(tampered)-1] ^= 1
+	sender := bytes.Clone(batch)
+	sender[6] = 200
+	wrongVersion := bytes.Clone(batch)
+	wrongVersion[0] = 1
+	other, err := NewSealer("node-a", [][]byte{bytes.Repeat([]byte{7}, ClusterKeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{
+		"valid-batch":             batch,
+		"valid-empty-ping":        from.Seal(nil, "node-b", MsgPing, 5, 0, nil),
+		"valid-reply":             from.Seal(nil, "node-b", MsgBatchReply, 1_700_000_000_000_000_001, 0, AppendReply(nil, BatchReply{})),
+		"tampered-tag":            tampered,
+		"truncated":               batch[:40],
+		"malformed-sender-length": sender,
+		"unknown-key":             other.Seal(nil, "node-b", MsgPing, 5, 0, nil),
+		"wrong-recipient":         from.Seal(nil, "node-c", MsgPing, 5, 0, nil),
+		"wrong-version":           wrongVersion,
+		"other-boot":              from.Seal(nil, "node-b", MsgLeave, 6, 0x1234, nil),
+	} {
+		seeds["FuzzOpen/"+name] = b
+	}
+	for name, b := range seeds {
 		data := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
 		if err := os.WriteFile(filepath.Join("testdata", "fuzz", name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
@@ -225,7 +256,7 @@ func TestFuzzCorpus(t *testing.T) {
 	targets := map[string]func([]byte) error{
 		"FuzzDecodeBatch": func(b []byte) error { _, err := DecodeBatch(b, wtFuzzLimits()); return err },
 		"FuzzDecodeReply": func(b []byte) error { _, err := DecodeReply(b, wtFuzzLimits()); return err },
-		"FuzzOpen":        func(b []byte) error { _, _, err := open.Open(nil, b); return err },
+		"FuzzOpen":        func(b []byte) error { _, _, err := open.Open(nil, b, 0); return err },
 	}
 	for name, try := range targets {
 		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", name, "*"))

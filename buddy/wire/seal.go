@@ -74,8 +74,9 @@ func (t MsgType) String() string {
 }
 
 // EnvelopeVersion is the version byte that starts every envelope. Open
-// rejects any other version with ErrVersion.
-const EnvelopeVersion = 1
+// rejects any other version with ErrVersion. Version 2 binds every
+// envelope to the recipient's boot (see Seal).
+const EnvelopeVersion = 2
 
 // ClusterKeySize is the size of a cluster key: an AES-256 key.
 const ClusterKeySize = 32
@@ -102,6 +103,9 @@ type Header struct {
 	// Seq is the sender's sequence number of the request (for a reply: of
 	// the request it answers).
 	Seq uint64
+	// Boot is the recipient's boot nonce the envelope was sealed for: the
+	// one Open was given, or 0.
+	Boot uint64
 }
 
 // Sealer seals and opens envelopes for one node with the cluster keys. It is
@@ -171,17 +175,23 @@ func (s *Sealer) Overhead(to string) int {
 
 // Seal appends to dst an envelope holding payload, encrypted and
 // authenticated under the first cluster key, from this node to node to,
-// with message type typ and sequence number seq, and returns the extended
-// slice. It grows dst at most once. The nonce comes from crypto/rand.
+// with message type typ and sequence number seq, bound to boot, and returns
+// the extended slice. It grows dst at most once. The nonce comes from
+// crypto/rand.
 //
-// A request's seq comes from the sender's counter (see ReplayWindow); a
-// reply repeats the seq of the request it answers. An ID to longer than
-// 255 bytes is cut to 255, which no node accepts (IDs have at most
-// MaxIDLen bytes). dst and payload must not overlap.
-func (s *Sealer) Seal(dst []byte, to string, typ MsgType, seq uint64, payload []byte) []byte {
+// boot is the recipient's boot nonce as the sender knows it (0 when it
+// does not): it is authenticated with the envelope but not sent, so an
+// envelope opens only under the boot it was sealed for, and a message
+// captured before the recipient restarted never opens after it. A request's
+// seq comes from the sender's counter (see ReplayWindow); a reply repeats
+// the seq of the request it answers and is sealed for boot 0 (it matches
+// one outstanding request only). An ID to longer than 255 bytes is cut to
+// 255, which no node accepts (IDs have at most MaxIDLen bytes). dst and
+// payload must not overlap.
+func (s *Sealer) Seal(dst []byte, to string, typ MsgType, seq, boot uint64, payload []byte) []byte {
 	to = to[:min(len(to), 255)]
 	k := &s.keys[0]
-	dst = slices.Grow(dst, s.Overhead(to)+len(payload))
+	dst = slices.Grow(dst, s.Overhead(to)+len(payload)+nonceSize)
 	start := len(dst)
 	dst = append(dst, EnvelopeVersion, byte(typ))
 	dst = append(dst, k.id[:]...)
@@ -196,25 +206,43 @@ func (s *Sealer) Seal(dst []byte, to string, typ MsgType, seq uint64, payload []
 	// program rather than return predictable bytes.
 	_, _ = rand.Read(dst[nonceAt:])
 	header := dst[start:]
-	return k.aead.Seal(dst, dst[nonceAt:], payload, header)
+	// The GCM nonce: the one sent, with boot mixed in, built in dst's spare
+	// capacity past where the ciphertext goes.
+	end := len(dst) + len(payload) + tagSize
+	gcmNonce := bootNonce(dst[end:end+nonceSize:end+nonceSize], dst[nonceAt:], boot)
+	return k.aead.Seal(dst, gcmNonce, payload, header)
 }
 
-// Open checks and decrypts the envelope msg, appends its payload to dst and
-// returns the header and the extended slice. On error dst is returned with
-// its original length (bytes in its spare capacity may be overwritten).
+// bootNonce writes into dst (nonceSize bytes) the GCM nonce of an
+// envelope: the nonce it carries with the recipient's boot nonce XORed
+// into its last 8 bytes. The carried nonce is random and authenticated as
+// part of the header, so the GCM nonce is as random, and an envelope opens
+// only under the boot it was sealed for.
+func bootNonce(dst, sent []byte, boot uint64) []byte {
+	copy(dst, sent[:nonceSize])
+	b := binary.BigEndian.Uint64(dst[nonceSize-8:])
+	binary.BigEndian.PutUint64(dst[nonceSize-8:], b^boot)
+	return dst
+}
+
+// Open checks and decrypts the envelope msg, sealed for this node's boot
+// nonce boot (0 for replies and a first ping), appends its payload to dst
+// and returns the header and the extended slice. On error dst is returned
+// with its original length (bytes in its spare capacity may be
+// overwritten).
 //
 // Errors wrap ErrVersion (the version byte is not EnvelopeVersion),
 // ErrMalformed (msg cannot be parsed, or an ID is empty or longer than
 // MaxIDLen) or ErrAuth (msg is for another node, names a key this sealer
 // does not hold, or fails authentication: forged, altered, or sealed under
-// another key). Open never panics, whatever msg holds. dst and msg must not
-// overlap.
+// another key, or for another boot of this node). Open never panics,
+// whatever msg holds. dst and msg must not overlap.
 //
 // Open does not check the sender, the type or the sequence number: the
 // caller checks that From is a peer, that Type is the one expected, and,
 // for a request, that the sender's ReplayWindow accepts Seq (only after
 // Open succeeded, so that forgeries cannot move the window).
-func (s *Sealer) Open(dst []byte, msg []byte) (h Header, payload []byte, err error) {
+func (s *Sealer) Open(dst []byte, msg []byte, boot uint64) (h Header, payload []byte, err error) {
 	if len(msg) == 0 {
 		return Header{}, dst, fmt.Errorf("%w: empty envelope", ErrMalformed)
 	}
@@ -246,6 +274,10 @@ func (s *Sealer) Open(dst []byte, msg []byte) (h Header, payload []byte, err err
 	nonce := msg[off : off+nonceSize]
 	off += nonceSize
 	header, sealed := msg[:off], msg[off:]
+	n0 := len(dst)
+	dst = slices.Grow(dst, len(sealed)-tagSize+nonceSize)
+	end := n0 + len(sealed) - tagSize
+	gcmNonce := bootNonce(dst[end:end+nonceSize:end+nonceSize], nonce, boot)
 	found := false
 	for i := range s.keys {
 		k := &s.keys[i]
@@ -253,9 +285,9 @@ func (s *Sealer) Open(dst []byte, msg []byte) (h Header, payload []byte, err err
 			continue
 		}
 		found = true
-		out, err := k.aead.Open(dst, nonce, sealed, header)
+		out, err := k.aead.Open(dst, gcmNonce, sealed, header)
 		if err == nil {
-			return Header{Type: typ, From: string(from), To: s.self, Seq: seq}, out, nil
+			return Header{Type: typ, From: string(from), To: s.self, Seq: seq, Boot: boot}, out, nil
 		}
 	}
 	if !found {
@@ -326,37 +358,6 @@ func (w *ReplayWindow) Accept(seq uint64) bool {
 	}
 	w.set(seq)
 	return true
-}
-
-// RejectBelow makes w reject every number below floor from now on, as if
-// all of them had been seen; numbers from floor up are unaffected. A
-// receiver that learns a sender's current counter through an
-// authenticated exchange (after its own restart, when its windows are
-// empty) calls it so that messages captured before the restart cannot be
-// replayed to it.
-func (w *ReplayWindow) RejectBelow(floor uint64) {
-	if floor == 0 {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	top := floor - 1 // highest number to reject
-	if !w.used || top > w.high {
-		var d uint64 = ReplayWindowSize
-		if w.used {
-			d = top - w.high
-		}
-		w.advance(d, top)
-		w.used, w.high = true, top
-	}
-	// Mark the numbers of the window up to top as seen.
-	lo := w.high - min(w.high, ReplayWindowSize-1)
-	for x := top; x >= lo; x-- {
-		w.set(x)
-		if x == 0 {
-			break
-		}
-	}
 }
 
 // advance forgets the bits of the d numbers up to and including seq, which

@@ -157,6 +157,6 @@ func RecordWireSize(rec wire.Record, cc compress.Config) (raw, onWire int, err e
 	}
 	enc := wire.AppendBatch(nil, []wire.Record{rec})
 	payload := comp.Encode(nil, enc)
-	body := sealer.Seal(nil, "n2", wire.MsgBatch, 1, payload)
+	body := sealer.Seal(nil, "n2", wire.MsgBatch, 1, 1, payload)
 	return len(enc), len(body), nil
 }
