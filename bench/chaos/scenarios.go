@@ -91,10 +91,10 @@ func scenarios() []scenario {
 		},
 		{
 			name: "rolling-restart", about: "SIGTERM each node in turn (app server Shutdown, node.Shutdown, m.Close), restart it, next",
-			duration: 20 * time.Second, work: parallelWorkload(1, 3),
+			duration: 20 * time.Second, work: baseWorkload(),
 			faults: func(e *env) error {
 				e.wait(time.Second)
-				return e.cycles(4, 4*time.Second, e.rollingRestart)
+				return e.cycles(6, 4*time.Second, e.rollingRestart)
 			},
 		},
 		{
