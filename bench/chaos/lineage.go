@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"slices"
 )
 
@@ -98,15 +99,7 @@ func buildLineages(ops []Op) *lineages {
 		}
 		order = append(order, o)
 	}
-	slices.SortStableFunc(order, func(a, b *Op) int {
-		if a.Return != b.Return {
-			if a.Return < b.Return {
-				return -1
-			}
-			return 1
-		}
-		return a.ID - b.ID
-	})
+	slices.SortStableFunc(order, func(a, b *Op) int { return cmp.Or(cmp.Compare(a.Return, b.Return), cmp.Compare(a.ID, b.ID)) })
 	for _, o := range order {
 		sent := ls.byID[o.SentID] // nil for no cookie
 		if o.Outcome == outcomeUnknown {
@@ -169,15 +162,7 @@ func buildLineages(ops []Op) *lineages {
 		}
 	}
 	for _, l := range ls.all {
-		slices.SortStableFunc(l.ops, func(a, b *Op) int {
-			if a.Invoke != b.Invoke {
-				if a.Invoke < b.Invoke {
-					return -1
-				}
-				return 1
-			}
-			return a.ID - b.ID
-		})
+		slices.SortStableFunc(l.ops, func(a, b *Op) int { return cmp.Or(cmp.Compare(a.Invoke, b.Invoke), cmp.Compare(a.ID, b.ID)) })
 	}
 	return ls
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"os"
@@ -214,7 +215,7 @@ func writeUserContext(b *strings.Builder, h History, o *Op) {
 			ops = append(ops, x)
 		}
 	}
-	slices.SortFunc(ops, func(a, b *Op) int { return int(a.Invoke - b.Invoke) })
+	slices.SortFunc(ops, func(a, b *Op) int { return cmp.Or(cmp.Compare(a.Invoke, b.Invoke), cmp.Compare(a.ID, b.ID)) })
 	i := slices.IndexFunc(ops, func(x *Op) bool { return x.ID == o.ID })
 	if i < 0 {
 		return
