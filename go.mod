@@ -3,6 +3,7 @@ module github.com/tandemsession/tandem
 go 1.26.0
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/gin-gonic/gin v1.12.0
 	github.com/gorilla/securecookie v1.1.2
 	github.com/klauspost/compress v1.20.4

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/tandemsession/tandem/buddy"
+	"github.com/tandemsession/tandem/core"
+)
+
+// The environment of a node child. The driver sets it when it re-executes
+// itself; a person never does. The child's application listener is file
+// descriptor 3, its replication listener 4.
+const (
+	envChild      = "TANDEM_CHAOS_CHILD"      // "node": run as a node
+	envID         = "TANDEM_CHAOS_ID"         // node ID
+	envPeers      = "TANDEM_CHAOS_PEERS"      // id=addr,id=addr,...: where this node dials each peer
+	envMode       = "TANDEM_CHAOS_MODE"       // sync or async
+	envApp        = "TANDEM_CHAOS_APP"        // gin or echo
+	envMembership = "TANDEM_CHAOS_MEMBERSHIP" // static (the only one today)
+	envLog        = "TANDEM_CHAOS_LOG"        // slog level of the node's log on stderr
+)
+
+// chaosClusterKey and chaosCookieKeys are the keys shared by every node of
+// a chaos cluster. They protect nothing: the traffic stays on loopback.
+func chaosClusterKey() []byte { return bytes.Repeat([]byte("k"), buddy.ClusterKeySize) }
+
+func chaosCookieKeys() core.KeyPair {
+	return core.KeyPair{Hash: bytes.Repeat([]byte("h"), 32), Block: bytes.Repeat([]byte("b"), 32)}
+}
+
+// routeCookie is core.CookieConfig.RouteName on every node: the balancer
+// routes by it.
+const routeCookie = "tandem_node"
+
+// sessionCookie is core's default session cookie name.
+const sessionCookie = "tandem"
+
+// childConfig is what a node child reads from its environment.
+type childConfig struct {
+	id, mode, app, membership string
+	peers                     []buddy.Peer
+	level                     slog.Level
+}
+
+func childConfigFromEnv() (childConfig, error) {
+	c := childConfig{id: os.Getenv(envID), mode: os.Getenv(envMode), app: os.Getenv(envApp), membership: os.Getenv(envMembership)}
+	peers, err := parsePeers(os.Getenv(envPeers))
+	if err != nil {
+		return c, err
+	}
+	c.peers = peers
+	if err := c.level.UnmarshalText([]byte(os.Getenv(envLog))); err != nil {
+		c.level = slog.LevelInfo
+	}
+	return c, nil
+}
+
+func formatPeers(peers []buddy.Peer) string {
+	parts := make([]string, len(peers))
+	for i, p := range peers {
+		parts[i] = p.ID + "=" + p.Addr
+	}
+	return strings.Join(parts, ",")
+}
+
+func parsePeers(s string) ([]buddy.Peer, error) {
+	var peers []buddy.Peer
+	for part := range strings.SplitSeq(s, ",") {
+		id, addr, ok := strings.Cut(part, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("%s: bad entry %q", envPeers, part)
+		}
+		peers = append(peers, buddy.Peer{ID: id, Addr: addr})
+	}
+	return peers, nil
+}
+
+// applyMembership fills in how the node learns its peers. "static" (the
+// default) is buddy's static Peers list. This is the seam for another
+// membership implementation: a new name here sets cfg.Discovery (or
+// whatever that implementation needs) from the same child configuration.
+func applyMembership(c childConfig, cfg *buddy.Config) error {
+	switch c.membership {
+	case "", "static":
+		cfg.Peers = c.peers
+		return nil
+	}
+	return fmt.Errorf("membership %q: only static is implemented", c.membership)
+}
+
+// runChild runs one node until SIGTERM, then stops it in the README's
+// order: the app server's Shutdown, node.Shutdown, the manager's Close. A
+// SIGKILL from the driver is a crash.
+func runChild() error {
+	gin.SetMode(gin.ReleaseMode)
+	c, err := childConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: c.level}))
+	httpLn, err := net.FileListener(os.NewFile(3, "http"))
+	if err != nil {
+		return fmt.Errorf("app listener: %w", err)
+	}
+	replLn, err := net.FileListener(os.NewFile(4, "repl"))
+	if err != nil {
+		httpLn.Close()
+		return fmt.Errorf("replication listener: %w", err)
+	}
+	bcfg := buddy.Config{ID: c.id, Listener: replLn, ClusterKeys: [][]byte{chaosClusterKey()}, Logger: log}
+	switch c.mode {
+	case "", "sync":
+		bcfg.Mode = buddy.Sync
+	case "async":
+		bcfg.Mode = buddy.Async
+	default:
+		return fmt.Errorf("mode %q: want sync or async", c.mode)
+	}
+	if err := applyMembership(c, &bcfg); err != nil {
+		return err
+	}
+	node, err := buddy.New(bcfg)
+	if err != nil {
+		httpLn.Close()
+		replLn.Close()
+		return fmt.Errorf("node %s: %w", c.id, err)
+	}
+	tap := newVersionTap(node)
+	mgr, err := core.NewManager(core.Config{
+		Keys:       []core.KeyPair{chaosCookieKeys()},
+		Replicator: tap,
+		Cookie:     core.CookieConfig{RouteName: routeCookie},
+		Logger:     log,
+	})
+	if err != nil {
+		node.Close()
+		httpLn.Close()
+		return fmt.Errorf("manager: %w", err)
+	}
+	a := &app{id: c.id, node: node, tap: tap, mgr: mgr}
+	var h http.Handler
+	switch c.app {
+	case "", "gin":
+		h = a.ginHandler()
+	case "echo":
+		h = a.echoHandler()
+	default:
+		return fmt.Errorf("app %q: want gin or echo", c.app)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(httpLn) }()
+	log.Info("chaos: node up", "app", c.app, "mode", bcfg.Mode.String(), "pid", os.Getpid())
+	var errs []error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		errs = append(errs, fmt.Errorf("serve: %w", err))
+	}
+	log.Info("chaos: stopping", "sessions", mgr.Len())
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("app server shutdown: %w", err))
+	}
+	log.Info("chaos: app server closed")
+	if err := node.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("node shutdown: %w", err))
+	}
+	if err := mgr.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("manager close: %w", err))
+	}
+	log.Info("chaos: stopped")
+	if err := errors.Join(errs...); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// nodeProc is one node: its fixed addresses and its current process. A
+// restarted node listens on the same addresses: the driver binds them
+// again and hands the sockets to the new process as descriptors 3 and 4,
+// and closes its own copies at once, so that while no process runs a
+// connection to the node is refused.
+type nodeProc struct {
+	id                 string
+	httpAddr, replAddr string // "" until the first start picks ports
+	env                []string
+	log                io.Writer // the node's output, every incarnation
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the current process exited
+	starts  int
+	paused  bool
+	exitErr error
+}
+
+// running reports whether a process of the node is alive (paused counts).
+func (p *nodeProc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.runningLocked()
+}
+
+func (p *nodeProc) runningLocked() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// incarnation is the number of starts before the current process.
+func (p *nodeProc) incarnation() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.starts-1, 0)
+}
+
+func (p *nodeProc) isPaused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
+}
+
+// bind listens on addr (a fixed address, or 127.0.0.1:0 the first time)
+// and returns the address and the socket as a file. Binding the address a
+// killed process held can fail for a moment: it is retried for a while.
+func bind(addr string) (string, *os.File, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			f, ferr := ln.(*net.TCPListener).File()
+			got := ln.Addr().String()
+			ln.Close()
+			if ferr != nil {
+				return "", nil, fmt.Errorf("listener file: %w", ferr)
+			}
+			return got, f, nil
+		}
+		if time.Now().After(deadline) {
+			return "", nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// reserve picks the node's two ports (once), before any process starts,
+// so that every node's peer list can name them.
+func (p *nodeProc) reserve() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.httpAddr != "" {
+		return nil
+	}
+	for _, a := range []*string{&p.httpAddr, &p.replAddr} {
+		got, f, err := bind("")
+		if err != nil {
+			return err
+		}
+		f.Close()
+		*a = got
+	}
+	return nil
+}
+
+// start runs a new process of the node, the driver re-executed in child
+// mode, with Pdeathsig so that it dies with the driver.
+func (p *nodeProc) start(exe string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.runningLocked() {
+		return fmt.Errorf("%s is already running", p.id)
+	}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, a := range []string{p.httpAddr, p.replAddr} {
+		_, f, err := bind(a)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.id, err)
+		}
+		files = append(files, f)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	fmt.Fprintf(p.log, "=== %s start %d at %s\n", p.id, p.starts+1, time.Now().Format(time.RFC3339Nano))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", p.id, err)
+	}
+	done := make(chan struct{})
+	p.cmd, p.done, p.paused = cmd, done, false
+	p.starts++
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.exitErr = err
+		p.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// signal sends sig to the current process by its PID.
+func (p *nodeProc) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.runningLocked() {
+		return fmt.Errorf("%s is not running", p.id)
+	}
+	if err := syscall.Kill(p.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("signal %v to %s (pid %d): %w", sig, p.id, p.cmd.Process.Pid, err)
+	}
+	switch sig {
+	case syscall.SIGSTOP:
+		p.paused = true
+	case syscall.SIGCONT:
+		p.paused = false
+	}
+	return nil
+}
+
+// wait waits up to d for the current process to exit.
+func (p *nodeProc) wait(d time.Duration) error {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%s did not exit within %v", p.id, d)
+	}
+}
+
+// kill stops the current process at once (SIGCONT first if paused, so
+// that it can die) and waits for it.
+func (p *nodeProc) kill() error {
+	if !p.running() {
+		return nil
+	}
+	if p.isPaused() {
+		_ = p.signal(syscall.SIGCONT)
+	}
+	if err := p.signal(syscall.SIGKILL); err != nil && p.running() {
+		return err
+	}
+	return p.wait(10 * time.Second)
+}
+
+// exitError returns how the last process ended.
+func (p *nodeProc) exitError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exitErr != nil {
+		var ee *exec.ExitError
+		if errors.As(p.exitErr, &ee) && !ee.Exited() {
+			return nil // killed by a signal: what the driver asked for
+		}
+	}
+	return p.exitErr
+}
