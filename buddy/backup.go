@@ -24,9 +24,11 @@ type backupShard struct {
 	m  map[string]*backup
 }
 
-// backup is one session copy, or, once handed out (movedTo set), its fence:
-// the node that took the session over and the epoch it owns it under, so
-// that the former owner's later changes are refused.
+// backup is one session copy, or a fence in its place: once handed out
+// (movedTo set), the node that took the session over and the epoch it owns
+// it under, so that the former owner's later changes are refused; once
+// removed by its owner (ended set), the mark that the session ended, so
+// that no stale copy elsewhere brings it back.
 type backup struct {
 	owner    string
 	ownerInc uint64 // the owner's incarnation when it sent the copy (0: unknown)
@@ -35,10 +37,11 @@ type backup struct {
 	attrs    map[string][]byte // nil for a fence
 	created  int64
 	accessed int64
-	movedTo  string // set: a fence
+	movedTo  string // set: a fence for the node that took the session
+	ended    bool   // set: a fence for a session that ended
 }
 
-func (bk *backup) fence() bool { return bk.movedTo != "" }
+func (bk *backup) fence() bool { return bk.movedTo != "" || bk.ended }
 
 // holder is the node that owns the session as far as this copy knows.
 func (bk *backup) holder() string {
@@ -77,7 +80,7 @@ func (b *backups) shard(id string) *backupShard {
 func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.Fence) {
 	c := r.Change
 	if r.Kind == wire.KindFull && c.PrevID != "" {
-		b.removeFrom(c.PrevID, owner)
+		b.end(c.PrevID, owner) // the session's old ID is dead
 	}
 	if r.Kind == wire.KindRemove && c.Epoch == 0 {
 		// "Drop what you hold from me": the owner no longer has it and
@@ -91,6 +94,14 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	cur := sh.m[c.ID]
+	if cur != nil && cur.ended && c.Epoch <= cur.epoch {
+		if r.Kind == wire.KindDelta || r.Kind == wire.KindFull {
+			// A change of a session that ended: its sender holds a stale
+			// copy.
+			return fenced, wire.Fence{ID: c.ID, Epoch: cur.epoch}
+		}
+		return ignored, wire.Fence{}
+	}
 	if cur != nil && (c.Epoch < cur.epoch || c.Epoch == cur.epoch && cur.owner != owner && !cur.fence()) {
 		return fenced, wire.Fence{ID: c.ID, Holder: cur.holder(), Epoch: cur.epoch}
 	}
@@ -138,7 +149,7 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 		if cur == nil {
 			return ignored, wire.Fence{} // gone already
 		}
-		delete(sh.m, c.ID)
+		sh.m[c.ID] = cur.endedFence(max(c.Epoch, cur.epoch))
 		return applied, wire.Fence{}
 	case wire.KindTouch:
 		if cur == nil || cur.epoch != c.Epoch {
@@ -150,11 +161,28 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 	return ignored, wire.Fence{}
 }
 
+// endedFence returns the fence that replaces a copy whose session ended
+// under epoch; it expires when the copy would have.
+func (bk *backup) endedFence(epoch uint64) *backup {
+	return &backup{owner: bk.owner, epoch: epoch, version: bk.version, created: bk.created, accessed: bk.accessed, ended: true}
+}
+
+// end replaces the copy of id from owner by an ended fence.
+func (b *backups) end(id, owner string) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.owner == owner {
+		sh.m[id] = bk.endedFence(bk.epoch)
+	}
+	sh.mu.Unlock()
+}
+
 // entry is what the node knows of one session ID: a copy or a fence.
 type entry struct {
-	holder string // the copy's owner, or the node a fence points to
+	holder string // the copy's owner, or the node a fence points to ("" when ended)
 	inc    uint64 // the owner's incarnation when it sent the copy
 	fence  bool
+	ended  bool
 }
 
 // lookup returns what the node holds of session id.
@@ -166,13 +194,14 @@ func (b *backups) lookup(id string) (entry, bool) {
 	if !ok {
 		return entry{}, false
 	}
-	return entry{holder: bk.holder(), inc: bk.ownerInc, fence: bk.fence()}, true
+	return entry{holder: bk.holder(), inc: bk.ownerInc, fence: bk.fence(), ended: bk.ended}, true
 }
 
 // handOut turns the copy of id from owner into a fence for the node to
-// that takes the session over, and returns the copy. The session's epoch
-// under to is the copy's plus one; the former owner's changes from older
-// epochs are refused from now on.
+// that takes the session over (this node itself, when it takes its own
+// copy over), and returns the copy. The session's epoch under to is the
+// copy's plus one; the former owner's changes from older epochs are
+// refused from now on, also once the session ended on its new owner.
 func (b *backups) handOut(id, owner, to string) (*core.Change, bool) {
 	sh := b.shard(id)
 	sh.mu.Lock()
@@ -186,18 +215,7 @@ func (b *backups) handOut(id, owner, to string) (*core.Change, bool) {
 	return c, true
 }
 
-// take removes the copy of id from owner and returns it.
-func (b *backups) take(id, owner string) (*core.Change, bool) {
-	sh := b.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	bk, ok := sh.m[id]
-	if !ok || bk.fence() || bk.owner != owner {
-		return nil, false
-	}
-	delete(sh.m, id)
-	return bk.change(id), true
-}
+
 
 // dropOlder drops the copy of id held from any owner if it is from an
 // epoch up to epoch: this node owns the session under epoch, so such a
@@ -209,6 +227,20 @@ func (b *backups) dropOlder(id string, epoch uint64) {
 		delete(sh.m, id)
 	}
 	sh.mu.Unlock()
+}
+
+// restore puts back a copy handed out to this node that it could not take
+// over after all (its own store refused it), replacing the fence.
+func (b *backups) restore(owner string, inc uint64, c *core.Change) {
+	sh := b.shard(c.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: make(map[string][]byte, len(c.Set)),
+		created: c.Created.UnixNano(), accessed: c.Accessed.UnixNano()}
+	for _, a := range c.Set {
+		bk.attrs[a.Key] = a.Value
+	}
+	sh.m[c.ID] = bk
 }
 
 // removeFrom drops the copy of id if owner sent it.

@@ -9,24 +9,47 @@ import (
 	"github.com/tandemsession/tandem/buddy/wire"
 )
 
-// releaseOld waits until the new buddy holds every session (state transfer
-// goes through the resync set, so live changes keep priority), then tells
-// the previous buddy, if it is still alive, to drop its copies.
-func (n *Node) releaseOld(old Peer, gen uint64) {
-	n.spawn(func() {
-		if err := n.sender.flush(n.ctx); err != nil {
-			return // the buddy changed or failed again; the next transfer takes over
-		}
-		if !n.sender.current(gen) || old.ID == "" || !n.view.answers(old.ID) || old.ID == n.sender.buddy().ID {
+// releaseLoop releases former buddies: once the current buddy holds every
+// session (state transfer goes through the resync set, so live changes
+// keep priority), it tells each former buddy that still answers to drop
+// the copies it holds from this node. reconfigure signals it after every
+// buddy change.
+func (n *Node) releaseLoop() {
+	for {
+		select {
+		case <-n.stop:
 			return
+		case <-n.release:
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
-		defer cancel()
+		if err := n.sender.flush(n.ctx); err != nil {
+			continue // the buddy changed or failed again: signaled anew
+		}
+		gen, peers := n.sender.retiredPeers()
 		drop := wire.AppendTransfer(nil, wire.Transfer{Op: wire.TransferDrop, Incarnation: n.incarnation})
-		if _, _, err := n.call(ctx, old, pathTransfer, wire.MsgTransfer, drop); err != nil {
-			n.log.Debug("buddy: old buddy not told to drop its copies", "peer", old.ID, "err", err)
+		for _, p := range peers {
+			if !n.view.answers(p.ID) {
+				continue // dead: it holds nothing; asked again if it comes back
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
+			_, _, err := n.call(ctx, p, pathTransfer, wire.MsgTransfer, drop)
+			cancel()
+			if err != nil {
+				n.log.Debug("buddy: former buddy not told to drop its copies", "peer", p.ID, "err", err)
+				continue
+			}
+			if n.sender.current(gen) {
+				n.sender.released(p.ID)
+			}
 		}
-	})
+	}
+}
+
+// releaseOld has releaseLoop release the former buddies.
+func (n *Node) releaseOld() {
+	select {
+	case n.release <- struct{}{}:
+	default:
+	}
 }
 
 // resyncAll queues a full copy of every session this node owns.
@@ -152,7 +175,7 @@ func (n *Node) onLeave(from string, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, malformed(err)
 	}
-	if inc := n.view.incarnation(from); inc != 0 && l.Incarnation != inc {
+	if inc := n.view.incarnation(from); l.Incarnation < inc {
 		return nil, &rejection{409, RejectStale, fmt.Errorf("leave from %s's incarnation %d; it runs as %d", from, l.Incarnation, inc)}
 	}
 	n.markLeft(from, l.Incarnation)

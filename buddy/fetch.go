@@ -33,11 +33,13 @@ type candidate struct{ id, source string }
 
 // fetchPlan returns, in order, the nodes to ask for a session this node
 // does not hold, or holds an older copy of: the node this one gave it to
-// (movedTo), the owner named in the cookie, the backup named in the
-// cookie, the owner's buddy in the current ring (ownersBuddy), then this
-// node's own backup copy (self). Each node appears once; "" and the cookie
-// owner when it is self (this node does not hold it, or it would not ask)
-// are left out. A cookie marked unsaved names only its owner.
+// (movedTo), the owner named in the cookie, the owner's buddy in the
+// current ring (ownersBuddy: when the owner changed buddies since the
+// cookie was issued, the newer of the two), the backup named in the
+// cookie, then this node's own backup copy (self). Each node appears once;
+// "" and the cookie owner when it is self (this node does not hold it, or
+// it would not ask) are left out. A cookie marked unsaved names only its
+// owner.
 func fetchPlan(self string, route core.Route, movedTo, ownersBuddy string) []candidate {
 	var out []candidate
 	add := func(id, source string) {
@@ -54,8 +56,8 @@ func fetchPlan(self string, route core.Route, movedTo, ownersBuddy string) []can
 	if route.Unsaved {
 		return out
 	}
-	add(route.Backup, SourceBackup)
 	add(ownersBuddy, SourceOwnersBuddy)
+	add(route.Backup, SourceBackup)
 	add(self, SourceLocal)
 	return out
 }
@@ -78,18 +80,22 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 	defer cancel()
 	s := &search{n: n, id: id, route: route, local: local,
 		tried: map[string]bool{}, silent: map[string]bool{}, pending: map[string]bool{}}
-	movedTo, _ := n.moves.get(id)
+	movedTo, moved := n.moves.get(id)
+	if moved && movedTo == "" {
+		return nil, nil // it ended here
+	}
+	s.movedTo = movedTo
 	var ownersBuddy string
 	if route.Owner != "" {
 		ownersBuddy = n.view.buddyOf(route.Owner)
 	}
 	s.visit(ctx, fetchPlan(n.cfg.ID, route, movedTo, ownersBuddy))
 	scanned := false
-	if s.found == nil && !route.Unsaved && !n.misses.has(id, time.Now()) {
+	if s.found == nil && !s.ended && !route.Unsaved && !n.misses.has(id, time.Now()) {
 		s.scan(ctx)
 		scanned = true
 	}
-	for s.found == nil && len(s.pending) > 0 && ctx.Err() == nil {
+	for s.found == nil && !s.ended && len(s.pending) > 0 && ctx.Err() == nil {
 		// A holder is busy with the session (fetching it, or waiting for
 		// its requests): ask it again shortly.
 		select {
@@ -115,8 +121,8 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 		n.stats.fetched(s.source)
 		n.moves.forget(id)
 		return c, nil
-	case route.Unsaved:
-		// Issued before anything was stored: nothing to lose.
+	case route.Unsaved || s.ended:
+		// Issued before anything was stored, or ended: nothing to lose.
 		return nil, nil
 	}
 	if busy := s.undetermined(); len(busy) > 0 {
@@ -139,6 +145,8 @@ type search struct {
 	tried   map[string]bool // asked (or known dead)
 	silent  map[string]bool // asked, and did not answer
 	pending map[string]bool // hold the session but could not hand it over yet
+	movedTo string          // the node this one gave the session to, if any
+	ended   bool            // a node said the session ended
 	found   *core.Change
 	source  string
 }
@@ -146,7 +154,7 @@ type search struct {
 // visit asks the candidates in order until one hands the session over;
 // redirects are asked next.
 func (s *search) visit(ctx context.Context, queue []candidate) {
-	for len(queue) > 0 && s.found == nil && ctx.Err() == nil {
+	for len(queue) > 0 && s.found == nil && !s.ended && ctx.Err() == nil {
 		c := queue[0]
 		queue = queue[1:]
 		if s.tried[c.id] {
@@ -157,8 +165,11 @@ func (s *search) visit(ctx context.Context, queue []candidate) {
 		var err error
 		if c.id == s.n.cfg.ID {
 			rep = s.n.takeLocal(s.id)
-		} else if !s.n.view.answers(c.id) {
-			continue // known dead or gone: it holds nothing that counts
+		} else if !s.n.view.answers(c.id) && c.id != s.movedTo {
+			// Known dead or gone: it holds nothing that counts. (The node
+			// this one just gave the session to is asked all the same: it
+			// may have restarted and not pinged yet.)
+			continue
 		} else if rep, err = s.n.ask(ctx, c.id, s.id); err != nil {
 			s.silent[c.id] = true
 			continue
@@ -179,6 +190,8 @@ func (s *search) take(c candidate, rep wire.FetchReply) (candidate, bool) {
 		}
 	case wire.FetchPending:
 		s.pending[c.id] = true
+	case wire.FetchEnded:
+		s.ended = true
 	case wire.FetchRedirect:
 		if !s.tried[rep.Redirect] {
 			return candidate{rep.Redirect, c.source}, true
@@ -268,12 +281,14 @@ func (n *Node) takeLocal(id string) wire.FetchReply {
 	switch {
 	case !ok:
 		return wire.FetchReply{Status: wire.FetchNone}
+	case e.ended:
+		return wire.FetchReply{Status: wire.FetchEnded}
 	case e.fence:
 		return wire.FetchReply{Status: wire.FetchRedirect, Redirect: e.holder}
 	case n.ownerLives(e):
 		return wire.FetchReply{Status: wire.FetchRedirect, Redirect: e.holder}
 	}
-	if c, ok := n.backups.take(id, e.holder); ok {
+	if c, ok := n.backups.handOut(id, e.holder, n.cfg.ID); ok {
 		n.stats.failovers.Add(1)
 		return wire.FetchReply{Status: wire.FetchFound, Copy: c}
 	}
@@ -286,7 +301,7 @@ func (n *Node) ask(ctx context.Context, pid, id string) (wire.FetchReply, error)
 	if !known {
 		return wire.FetchReply{}, fmt.Errorf("buddy: unknown peer %q", pid)
 	}
-	out, _, err := n.call(ctx, p, pathFetch, wire.MsgFetch, []byte(id))
+	out, _, err := n.call(ctx, p, pathFetch, wire.MsgFetch, wire.AppendFetch(nil, wire.Fetch{Incarnation: n.incarnation, ID: id}))
 	if err == nil {
 		var rep wire.FetchReply
 		if rep, err = wire.DecodeFetchReply(out, id, n.cfg.Limits); err == nil {

@@ -192,7 +192,7 @@ func (n *Node) reconfigure(restarted bool, who string) {
 	// Every session's ID is listed before the switch (listing takes store
 	// locks, which must not be taken under the sender's lock) and once more
 	// after it, for sessions created meanwhile.
-	old, gen, switched := n.sender.switchTo(next, n.sessionIDs(), restarted && who == next.ID)
+	old, _, switched := n.sender.switchTo(next, n.sessionIDs(), restarted && who == next.ID)
 	if !switched {
 		return
 	}
@@ -205,7 +205,7 @@ func (n *Node) reconfigure(restarted bool, who string) {
 		return
 	}
 	n.log.Info("buddy: new buddy, sending it every session", "buddy", next.ID, "previous", old.ID)
-	n.releaseOld(old, gen)
+	n.releaseOld()
 }
 
 // discover refreshes the peer list from Config.Discovery.

@@ -71,6 +71,7 @@ type Node struct {
 	handoff     stripes // serializes a session's hand-outs with its promotion
 	moves       moveCache
 	probesOff   chan struct{} // closed by Shutdown before it announces the leave
+	release     chan struct{} // signals releaseLoop
 
 	mgr atomic.Pointer[core.Manager]
 	// lastDegradedLog rate-limits the log line of degraded commits.
@@ -119,7 +120,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
 		view: newView(cfg.ID, cfg.Zone, cfg.Peers), windows: windowSet{m: make(map[string]*wire.ReplayWindow), boots: make(map[string]uint64)},
-		backups: newBackups(), stop: make(chan struct{}), probesOff: make(chan struct{}),
+		backups: newBackups(), stop: make(chan struct{}), probesOff: make(chan struct{}), release: make(chan struct{}, 1),
 		incarnation: uint64(time.Now().UnixNano()),
 	}
 	n.handoff.seed = maphash.MakeSeed()
@@ -151,9 +152,10 @@ func New(cfg Config) (*Node, error) {
 	if n.sender.buddy().ID == "" {
 		n.log.Warn("buddy: running alone, sessions have no backup")
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.expireLoop() }()
 	go func() { defer n.wg.Done(); n.probeLoop() }()
+	go func() { defer n.wg.Done(); n.releaseLoop() }()
 	return n, nil
 }
 

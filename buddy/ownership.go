@@ -71,11 +71,11 @@ func (s *stripes) lock(id string) func() {
 // copy whose owner is gone; for a session it moved, or a copy whose owner
 // lives, it names the node to ask instead.
 func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
-	id, err := wire.CheckFetch(payload)
+	f, err := wire.DecodeFetch(payload)
 	if err != nil {
 		return nil, malformed(err)
 	}
-	rep := n.handOver(from, id)
+	rep := n.handOver(from, f.Incarnation, f.ID)
 	switch rep.Status {
 	case wire.FetchFound:
 		n.stats.handedOut.Add(1)
@@ -85,42 +85,61 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 	return wire.AppendFetchReply(nil, rep), nil
 }
 
-func (n *Node) handOver(from, id string) wire.FetchReply {
+func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply {
 	redirect := func(to string) wire.FetchReply { return wire.FetchReply{Status: wire.FetchRedirect, Redirect: to} }
-	if n.handingOver.Load() {
-		// Draining, and the buddy holds every session: it takes them over.
-		if to := n.sender.buddy(); to.ID != "" && to.ID != from {
-			return redirect(to.ID)
+	m := n.mgr.Load()
+	if n.handingOver.Load() && m != nil {
+		// Draining, and the buddy holds every session: it takes over those
+		// this node still owns.
+		if _, owned := m.Owned(id); owned {
+			if to := n.sender.buddy(); to.ID != "" && to.ID != from {
+				return redirect(to.ID)
+			}
 		}
 	}
 	unlock := n.handoff.lock(id)
 	defer unlock()
-	if m := n.mgr.Load(); m != nil {
+	if m != nil {
 		ctx, cancel := context.WithTimeout(n.ctx, n.handoverWait())
 		c, held := m.Surrender(ctx, id)
 		cancel()
 		if c != nil {
 			n.stats.ownershipMoves.Add(1)
 			n.moves.add(id, from, time.Now())
-			// The buddy's copy is the new owner's to replace now.
-			n.sender.enqueue(wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Epoch: c.Epoch, Removed: true}})
+			// The buddy's copy is the new owner's to replace now: a removal
+			// without an epoch drops it without marking the session ended.
+			n.sender.enqueue(wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Removed: true}})
 			return wire.FetchReply{Status: wire.FetchFound, Copy: c}
 		}
 		if held {
 			return wire.FetchReply{Status: wire.FetchPending}
 		}
 	}
-	if to, ok := n.moves.get(id); ok && to != from && n.view.answers(to) {
-		return redirect(to)
-	}
+	// A copy (or fence) held here is newer knowledge than where this node
+	// once sent the session: its owner replicated to this node since.
 	e, ok := n.backups.lookup(id)
 	switch {
 	case !ok:
+		if to, moved := n.moves.get(id); moved {
+			switch {
+			case to == "":
+				return wire.FetchReply{Status: wire.FetchEnded}
+			case to != from && n.view.answers(to):
+				return redirect(to)
+			}
+		}
 		return wire.FetchReply{Status: wire.FetchNone}
+	case e.ended:
+		return wire.FetchReply{Status: wire.FetchEnded}
 	case e.fence:
 		if e.holder != from && n.view.answers(e.holder) {
 			return redirect(e.holder)
 		}
+		return wire.FetchReply{Status: wire.FetchNone}
+	case e.holder == from && e.inc != 0 && e.inc == fromInc:
+		// The copy's owner, in the run that sent it, does not hold the
+		// session any more: it ended or moved there, and this copy is
+		// stale. (A restarted owner is handed its copy back.)
 		return wire.FetchReply{Status: wire.FetchNone}
 	case e.holder != from && n.ownerLives(e):
 		// The owner lives: it has the newest copy.
@@ -222,7 +241,7 @@ func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, malformed(err)
 	}
-	if inc := n.view.incarnation(from); inc != 0 && t.Incarnation != inc {
+	if inc := n.view.incarnation(from); t.Incarnation < inc {
 		return nil, &rejection{409, RejectStale, fmt.Errorf("transfer from %s's incarnation %d; it runs as %d", from, t.Incarnation, inc)}
 	}
 	switch t.Op {
@@ -249,14 +268,14 @@ func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
 func (n *Node) promoteOne(m *core.Manager, id, owner string) bool {
 	unlock := n.handoff.lock(id)
 	defer unlock()
-	c, ok := n.backups.take(id, owner)
+	c, ok := n.backups.handOut(id, owner, n.cfg.ID)
 	if !ok {
 		return false
 	}
 	c.Epoch++
 	if err := m.Install(c); err != nil {
 		c.Epoch--
-		n.backups.apply(owner, n.view.incarnation(owner), wire.Record{Kind: wire.KindFull, Change: c})
+		n.backups.restore(owner, n.view.incarnation(owner), c)
 		n.log.Error("buddy: session not taken over", "id", id, "err", err)
 		return false
 	}

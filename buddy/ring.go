@@ -186,16 +186,17 @@ func (v *view) silent(id string, now time.Time, suspectAfter, deadAfter time.Dur
 }
 
 // mark sets peer id's state; a Left mark names the incarnation that left
-// (0: whichever is current) and is ignored for another one.
+// (0: whichever is current) and is ignored for an older one.
 func (v *view) mark(id string, st State, inc uint64) change {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p, ok := v.peers[id]
-	if !ok || st == Left && inc != 0 && p.incarnation != 0 && inc != p.incarnation {
+	if !ok || st == Left && inc != 0 && inc < p.incarnation {
 		return change{}
 	}
 	c := change{from: p.state, to: st}
 	p.state = st
+	p.incarnation = max(p.incarnation, inc)
 	return c
 }
 
@@ -298,17 +299,34 @@ func (v *view) answers(id string) bool {
 	return ok && p.state.answers()
 }
 
-// pingable returns the peers to ping: every one not gone for good.
+// pingable returns the peers to ping: every configured one, those that
+// left included (a node that left may come back under a new incarnation;
+// a leaving node's own pongs say it is draining, so they do not revive it).
 func (v *view) pingable() []Peer {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	out := make([]Peer, 0, len(v.peers))
 	for _, p := range v.peers {
-		if p.state != Left || p.undiscovered {
+		if !p.undiscovered {
 			out = append(out, p.Peer)
 		}
 	}
 	return out
+}
+
+// revive records authenticated, fresh traffic other than a ping from
+// peer id (a fetch, a batch): a peer believed dead or gone that sends it is
+// alive after all. It reports the change.
+func (v *view) revive(id string, now time.Time) change {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p, ok := v.peers[id]
+	if !ok || p.undiscovered || p.state != Dead && p.state != Left {
+		return change{}
+	}
+	c := change{from: p.state, to: Alive}
+	p.state, p.lastOK = Alive, now
+	return c
 }
 
 // reachable returns the peers that may answer, except those in skip.

@@ -95,12 +95,17 @@ type sender struct {
 	// generation counts buddy changes, so a transfer knows whether the
 	// buddy it filled is still the buddy.
 	generation uint64
+	// retired holds the former buddies that still hold copies of this
+	// node's sessions: they are told to drop them once the current buddy
+	// holds every session.
+	retired map[string]Peer
 	// stream carries the batches; only the run goroutine touches it.
 	stream *batchStream
 }
 
 func newSender(n *Node) *sender {
-	return &sender{n: n, resync: make(map[string]struct{}), wake: make(chan struct{}, 1), switched: make(chan struct{}, 1)}
+	return &sender{n: n, resync: make(map[string]struct{}), retired: make(map[string]Peer),
+		wake: make(chan struct{}, 1), switched: make(chan struct{}, 1)}
 }
 
 // streamTo returns the batch stream to peer to, opening it (and closing
@@ -205,6 +210,10 @@ func (s *sender) switchTo(next Peer, ids []string, force bool) (old Peer, gen ui
 	s.to = next
 	s.generation++
 	gen = s.generation
+	if old.ID != "" && old.ID != next.ID {
+		s.retired[old.ID] = old
+	}
+	delete(s.retired, next.ID)
 	if next.ID != "" {
 		for _, id := range ids {
 			s.resync[id] = struct{}{}
@@ -228,6 +237,24 @@ func (s *sender) current(gen uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.generation == gen
+}
+
+// retiredPeers returns the generation and the former buddies to release.
+func (s *sender) retiredPeers() (uint64, []Peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	peers := make([]Peer, 0, len(s.retired))
+	for _, p := range s.retired {
+		peers = append(peers, p)
+	}
+	return s.generation, peers
+}
+
+// released forgets former buddy id: it dropped its copies (or restarted).
+func (s *sender) released(id string) {
+	s.mu.Lock()
+	delete(s.retired, id)
+	s.mu.Unlock()
 }
 
 // snapshot returns the buddy's ID, the records queued and the sessions

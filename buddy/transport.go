@@ -131,6 +131,11 @@ func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byt
 	if !win.Accept(h.Seq) {
 		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d", wire.ErrReplay, h.From, h.Seq)}
 	}
+	if typ != wire.MsgPing && typ != wire.MsgLeave {
+		// Fresh, authenticated traffic: its sender is alive, whatever this
+		// node believed (it may have restarted and not pinged us yet).
+		n.applyChange(h.From, n.view.revive(h.From, time.Now()))
+	}
 	reply, err := handle(h.From, payload)
 	if err != nil {
 		var rej *rejection

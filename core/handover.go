@@ -271,6 +271,18 @@ func (m *Manager) fetchOnce(ctx context.Context, id string, route Route, local *
 		local.mu.Unlock()
 	}
 	c, err := m.fetcher.Fetch(ctx, id, route, stamp)
+	if c == nil && local == nil {
+		// The cluster may have handed the session to this node meanwhile
+		// (a drain's promotion): then it is here now.
+		if rec, ok := m.store.get(id, m.now()); ok {
+			rec.mu.Lock()
+			dead := rec.dead
+			rec.mu.Unlock()
+			if !dead {
+				return rec, nil
+			}
+		}
+	}
 	switch {
 	case err != nil && local != nil && route.Epoch == 0:
 		// A cookie from before epochs: the copy held here is served, as

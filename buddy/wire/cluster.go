@@ -94,6 +94,9 @@ const (
 	// this moment (it is fetching it, or handing it over already): ask
 	// again shortly.
 	FetchPending FetchStatus = 3
+	// FetchEnded: the session ended (logged out, or its ID replaced at
+	// login): stop looking, any copy elsewhere is a stale leftover.
+	FetchEnded FetchStatus = 4
 )
 
 // String returns the status's name.
@@ -107,6 +110,8 @@ func (s FetchStatus) String() string {
 		return "redirect"
 	case FetchPending:
 		return "pending"
+	case FetchEnded:
+		return "ended"
 	}
 	return fmt.Sprintf("fetch-status(%d)", byte(s))
 }
@@ -121,13 +126,29 @@ type FetchReply struct {
 	Redirect string
 }
 
-// CheckFetch checks a fetch request's payload, the session ID (1 to
-// MaxIDLen bytes). Errors wrap ErrMalformed.
-func CheckFetch(payload []byte) (id string, err error) {
-	if len(payload) == 0 || len(payload) > MaxIDLen {
-		return "", fmt.Errorf("%w: fetch of a %d-byte ID", ErrMalformed, len(payload))
+// Fetch is the payload of MsgFetch: a node asks for a session.
+type Fetch struct {
+	// Incarnation is the asker's: a node asked by the owner of a copy it
+	// holds hands the copy back only to a new incarnation of it (one that
+	// restarted with nothing); the same incarnation lost the session.
+	Incarnation uint64
+	// ID is the session ID, 1 to MaxIDLen bytes.
+	ID string
+}
+
+// AppendFetch appends the encoding of f: the incarnation (uvarint), then
+// the session ID (the rest).
+func AppendFetch(dst []byte, f Fetch) []byte {
+	return append(binary.AppendUvarint(dst, f.Incarnation), f.ID...)
+}
+
+// DecodeFetch decodes what AppendFetch encodes. Errors wrap ErrMalformed.
+func DecodeFetch(b []byte) (Fetch, error) {
+	inc, k := binary.Uvarint(b)
+	if k <= 0 || len(b)-k == 0 || len(b)-k > MaxIDLen {
+		return Fetch{}, fmt.Errorf("%w: fetch payload of %d bytes", ErrMalformed, len(b))
 	}
-	return string(payload), nil
+	return Fetch{Incarnation: inc, ID: string(b[k:])}, nil
 }
 
 // AppendFetchReply appends the encoding of r: the status byte, then for
@@ -153,7 +174,7 @@ func DecodeFetchReply(b []byte, id string, lim Limits) (FetchReply, error) {
 	r := FetchReply{Status: FetchStatus(b[0])}
 	rest := b[1:]
 	switch r.Status {
-	case FetchNone, FetchPending:
+	case FetchNone, FetchPending, FetchEnded:
 		if len(rest) != 0 {
 			return FetchReply{}, fmt.Errorf("%w: %v fetch reply with %d trailing bytes", ErrMalformed, r.Status, len(rest))
 		}
