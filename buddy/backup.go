@@ -215,8 +215,6 @@ func (b *backups) handOut(id, owner, to string) (*core.Change, bool) {
 	return c, true
 }
 
-
-
 // dropOlder drops the copy of id held from any owner if it is from an
 // epoch up to epoch: this node owns the session under epoch, so such a
 // copy is a stale leftover that must never be handed out.
