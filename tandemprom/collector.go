@@ -235,10 +235,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, st.ID, st.Mode)
 	ch <- histogram(c.latency, st.Latency, latencyBound, 1e-6) // the node sums microseconds
 	ch <- histogram(c.batchRecords, st.BatchSizes, countBound, 1)
-	for _, reason := range withKnown(st.Rejected, RejectReasons) {
+	for _, reason := range withKnown(st.Rejected, rejectReasons()) {
 		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(st.Rejected[reason]), reason)
 	}
-	for _, outcome := range withKnown(st.Fetches, FetchOutcomes) {
+	for _, outcome := range withKnown(st.Fetches, fetchOutcomes()) {
 		ch <- prometheus.MustNewConstMetric(c.fetches, prometheus.CounterValue, float64(st.Fetches[outcome]), outcome)
 	}
 	for _, p := range st.Peers {
@@ -255,20 +255,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// RejectReasons are the reasons of tandem_replication_rejected_total that
-// are always exported, at 0 until they happen, so that a rate() over them
-// works from the first scrape. A reason a newer buddy package reports is
-// exported too, from the first time it is counted.
-var RejectReasons = []string{
-	buddy.RejectTooLarge, buddy.RejectAuth, buddy.RejectReplay, buddy.RejectUnknown, buddy.RejectMalformed,
-	buddy.RejectVersion, buddy.RejectBomb, buddy.RejectMethod, buddy.RejectStale,
+// rejectReasons are the reasons that are always reported, at 0 until
+// they happen, so that a rate over them works from the start. A reason a
+// newer buddy package reports is reported too, from the first time it is
+// counted.
+func rejectReasons() []string {
+	return []string{
+		buddy.RejectTooLarge, buddy.RejectAuth, buddy.RejectReplay, buddy.RejectUnknown, buddy.RejectMalformed,
+		buddy.RejectVersion, buddy.RejectBomb, buddy.RejectMethod, buddy.RejectStale,
+	}
 }
 
-// FetchOutcomes are the outcomes of tandem_fetches_total that are always
-// exported, as RejectReasons are.
-var FetchOutcomes = []string{
-	buddy.SourceOwner, buddy.SourceBackup, buddy.SourceOwnersBuddy, buddy.SourceLocal,
-	buddy.SourceScan, buddy.SourceNone, buddy.SourceUnavailable,
+// fetchOutcomes are the fetch outcomes that are always reported, as
+// rejectReasons are.
+func fetchOutcomes() []string {
+	return []string{
+		buddy.SourceOwner, buddy.SourceBackup, buddy.SourceOwnersBuddy, buddy.SourceLocal,
+		buddy.SourceScan, buddy.SourceNone, buddy.SourceUnavailable,
+	}
 }
 
 // withKnown returns known followed by the other keys of m, sorted.
