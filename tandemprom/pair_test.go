@@ -3,6 +3,7 @@ package tandemprom_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -80,8 +81,7 @@ func alive(n *buddy.Node, peer string) bool {
 
 // write runs one POST through m's middleware that sets a key in a new
 // session, with cookie (if any) on the request.
-func write(t *testing.T, m *core.Manager, cookie string) {
-	t.Helper()
+func write(m *core.Manager, cookie string) error {
 	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := core.FromContext(r.Context()).Set("cart", []string{"tea"}); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -94,8 +94,9 @@ func write(t *testing.T, m *core.Manager, cookie string) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
-		t.Fatalf("write: %d %s", rec.Code, rec.Body)
+		return fmt.Errorf("write: %d %s", rec.Code, rec.Body)
 	}
+	return nil
 }
 
 // A real pair: n1 serves five new sessions in Sync mode (one of them with
@@ -108,7 +109,9 @@ func TestNodePair(t *testing.T) {
 		if i == 0 {
 			cookie = "tandem=" + strings.Repeat("A", 40) // tampered: a fresh session
 		}
-		write(t, n1.mgr, cookie)
+		if err := write(n1.mgr, cookie); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	reg := prometheus.NewPedanticRegistry()
