@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -93,7 +94,7 @@ func EnvoyRoute(upstreams map[string]string, format EnvoyFormat) (func(owner str
 	for id, addr := range upstreams {
 		host, port, err := net.SplitHostPort(addr)
 		if err == nil && host == "" {
-			err = fmt.Errorf("no host")
+			err = errors.New("no host")
 		}
 		if p, perr := strconv.Atoi(port); err == nil && (perr != nil || p < 1 || p > 65535) {
 			err = fmt.Errorf("port %q", port)
