@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package balancers tests the nginx and HAProxy configurations of this
 // directory with the real programs: three examples/node processes on
 // loopback behind the balancer, users logging in and writing through it,
