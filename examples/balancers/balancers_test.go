@@ -39,7 +39,10 @@ import (
 
 	"github.com/tandemsession/tandem/core"
 	"github.com/tandemsession/tandem/examples/node"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // envRun enables the tests.
 const envRun = "TANDEM_BALANCER_TESTS"
@@ -300,7 +303,7 @@ func aliveCount(st node.StatsInfo) int {
 // stats reads node i's /api/stats directly.
 func (c *cluster) stats(i int) (node.StatsInfo, error) {
 	var st node.StatsInfo
-	cl := &http.Client{Timeout: 2 * time.Second}
+	cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := cl.Get("http://" + c.http[i] + "/api/stats")
 	if err != nil {
 		return st, err
@@ -584,7 +587,7 @@ func waitBalancer(t *testing.T, base *url.URL) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cl := &http.Client{Timeout: time.Second}
+	cl := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for {
 		resp, err := cl.Get(base.JoinPath("/healthz").String())
 		if err == nil {
