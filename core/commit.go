@@ -251,9 +251,9 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 	}
 	h.Add("Set-Cookie", m.newCookie(value, maxAge).String())
 	if rn := m.cfg.Cookie.RouteName; rn != "" {
-		rc := m.newCookie(s.route.Owner, maxAge)
+		rc := m.newCookie(m.routeValue(s.route.Owner), maxAge)
 		rc.Name = rn
-		if value == "" || s.route.Owner == "" {
+		if value == "" || rc.Value == "" {
 			rc.Value, rc.MaxAge = "", -1
 		}
 		h.Add("Set-Cookie", rc.String())

@@ -44,6 +44,17 @@ type CookieConfig struct {
 	// value only sends the request to another node, which fetches the
 	// session.
 	RouteName string
+	// RouteValue, when set, gives the route cookie's value for the node ID
+	// of the session's owner, for balancers that route on a value of their
+	// own: EnvoyRoute writes the value of Envoy's stateful-session cookie
+	// (the base64 of the owner's upstream address), so that Envoy, Istio
+	// and Gateway API implementations built on Envoy route straight to the
+	// owner. An answer of "" deletes the route cookie (the balancer picks
+	// a node, which fetches the session). The answer must be a valid
+	// cookie value. It is called on the response path whenever the route
+	// cookie is written: keep it a lookup. Requires RouteName. Default
+	// nil: the value is the owner's node ID.
+	RouteValue func(owner string) string
 	// Lazy sends a new session's cookie only when the session was written
 	// before the response header went out. Default false: every new
 	// session's cookie goes out with the header, so a value set after the
@@ -188,6 +199,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if c.RouteName != "" && (!validCookieName(c.RouteName) || c.RouteName == c.Name) {
 		return bad("Cookie.RouteName: %q is not a valid cookie name, or equals Name", c.RouteName)
+	}
+	if c.RouteValue != nil && c.RouteName == "" {
+		return bad("Cookie.RouteValue requires Cookie.RouteName")
 	}
 	if c.Path == "" {
 		c.Path = "/"
