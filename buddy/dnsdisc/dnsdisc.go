@@ -142,7 +142,11 @@ type Config struct {
 	// Resolver answers the lookups. Default net.DefaultResolver.
 	Resolver Resolver
 	// Timeout bounds one call of Peers (every query it makes), within the
-	// deadline of the caller's context. Default DefaultTimeout, 3 s.
+	// deadline of the caller's context. Default DefaultTimeout, 3 s. (A
+	// *net.Resolver query that Peers gave up on may still wait for its
+	// answer in the background, up to resolv.conf's timeout, 5 s by
+	// default; a Resolver whose Dial closes the connection when its
+	// context ends does not.)
 	Timeout time.Duration
 	// MaxRecords is the most records an answer may hold; a larger answer
 	// is ErrTooManyRecords. Default DefaultMaxRecords, 1024.
