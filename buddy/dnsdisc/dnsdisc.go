@@ -16,11 +16,13 @@
 // target and port ("tandem-0.tandem.default.svc.cluster.local:7946"),
 // resolved by the node each time it dials, and Peer.ID is the target's
 // first label ("tandem-0"). Kubernetes names the target of a StatefulSet's
-// pod after the pod (<pod>.<service>.<namespace>.svc.<zone>), so the ID
-// is the pod name: stable across restarts and rescheduling, and what the
-// pod sets its own ID to (the downward API's metadata.name). For a pod
-// without a hostname (a Deployment's), the target's first label is its IP
-// address with dashes ("10-244-1-7"): a new ID at every new pod.
+// pod after the pod (<pod>.<service>.<namespace>.svc.<cluster domain>),
+// so the ID is the pod name: stable across restarts and rescheduling, and
+// what the pod sets its own ID to (the downward API's metadata.name). For
+// a pod without a hostname (a Deployment's), CoreDNS names the target
+// after its IP address with dashes ("10-244-1-7", unless its
+// endpoint_pod_names option is on): a new ID at every new pod, and one no
+// downward-API field gives; use address records for a Deployment.
 //
 // With Config.Host and Config.Port, each address is one node: Peer.Addr is
 // ip:port and Peer.ID is the address in its canonical text form
@@ -134,7 +136,8 @@ type Config struct {
 	// "tandem.default.svc.cluster.local.". Default "": use SRV.
 	Host string
 	// Port is every node's replication port when Host is set (SRV records
-	// carry their own). Required with Host, 1 to 65535; must be 0 with SRV.
+	// carry their own). Default 0, which only SRV allows: with Host, 1 to
+	// 65535 is required.
 	Port int
 	// Network selects the address records with Host: "ip" (A and AAAA),
 	// "ip4" (A) or "ip6" (AAAA). Default "ip".
