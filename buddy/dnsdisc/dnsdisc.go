@@ -140,7 +140,9 @@ type Config struct {
 	// 65535 is required.
 	Port int
 	// Network selects the address records with Host: "ip" (A and AAAA),
-	// "ip4" (A) or "ip6" (AAAA). Default "ip".
+	// "ip4" (A) or "ip6" (AAAA). Default "ip". In a dual-stack cluster
+	// each pod has both, and would be two peers: choose the family of the
+	// pods' own IDs (status.podIP).
 	Network string
 	// Resolver answers the lookups. Default net.DefaultResolver.
 	Resolver Resolver

@@ -78,7 +78,7 @@ func FromArgs(args []string, getenv func(string) string, stderr io.Writer) (Conf
 	delay := fs.String("shutdown-delay", env(EnvShutdownDelay, "0s"), "on SIGTERM, keep serving this long while /readyz answers 503 (env "+EnvShutdownDelay+")")
 	timeout := fs.String("shutdown-timeout", env(EnvShutdownTimeout, "20s"), "bound on the graceful stop (env "+EnvShutdownTimeout+")")
 	dnsSRV := fs.String("dns-srv", env(EnvDNSSRV, ""), "discover the peers from this SRV name, e.g. _repl._tcp.tandem.default.svc.cluster.local.; the node's -id must be its target's first label, the pod name (env "+EnvDNSSRV+")")
-	dnsHost := fs.String("dns-host", env(EnvDNSHost, ""), "discover the peers from the A/AAAA records of this name, e.g. tandem.default.svc.cluster.local.; the node's -id must be its IP address (env "+EnvDNSHost+")")
+	dnsHost := fs.String("dns-host", env(EnvDNSHost, ""), "discover the peers from the A (or, for an IPv6 -id, AAAA) records of this name, e.g. tandem.default.svc.cluster.local.; the node's -id must be its IP address (env "+EnvDNSHost+")")
 	dnsPort := fs.String("dns-port", env(EnvDNSPort, ""), "the peers' replication port with -dns-host (default: the port of -repl) (env "+EnvDNSPort+")")
 	interval := fs.String("discovery-interval", env(EnvDiscoveryInterval, "10s"), "how often -dns-srv or -dns-host is asked (env "+EnvDiscoveryInterval+")")
 	fs.Usage = func() {
@@ -170,8 +170,16 @@ func dnsDiscovery(cfg Config, srv, host, port string) (buddy.Discovery, error) {
 		}
 		return d, nil
 	}
-	if ip, err := netip.ParseAddr(cfg.ID); err != nil || ip.String() != cfg.ID {
+	ip, err := netip.ParseAddr(cfg.ID)
+	if err != nil || ip.String() != cfg.ID {
 		return nil, fmt.Errorf("node: -id %q: with -dns-host a node's ID is its IP address in canonical form (status.podIP)", cfg.ID)
+	}
+	// Only the records of the ID's family: in a dual-stack cluster a pod
+	// has an A and an AAAA record, and the other one would be a second
+	// node that is never there.
+	network := "ip4"
+	if ip.Is6() {
+		network = "ip6"
 	}
 	if port == "" {
 		_, port, _ = net.SplitHostPort(cfg.ReplAddr)
@@ -180,7 +188,7 @@ func dnsDiscovery(cfg Config, srv, host, port string) (buddy.Discovery, error) {
 	if err != nil || p < 1 || p > 65535 {
 		return nil, fmt.Errorf("node: -dns-port %q: a port, 1 to 65535", port)
 	}
-	d, err := dnsdisc.New(dnsdisc.Config{Host: host, Port: p, Logger: cfg.Logger})
+	d, err := dnsdisc.New(dnsdisc.Config{Host: host, Port: p, Network: network, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("node: -dns-host: %w", err)
 	}

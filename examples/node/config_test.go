@@ -165,7 +165,7 @@ func TestFromArgsDNSDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := cfg.Discovery.(fmt.Stringer).String(); s != "dns ip tandem.default.svc.cluster.local. port 7000" {
+	if s := cfg.Discovery.(fmt.Stringer).String(); s != "dns ip4 tandem.default.svc.cluster.local. port 7000" {
 		t.Fatalf("discovery %s", s)
 	}
 	if cfg.DiscoveryInterval != 10*time.Second {
@@ -176,7 +176,7 @@ func TestFromArgsDNSDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := cfg.Discovery.(fmt.Stringer).String(); s != "dns ip tandem.default.svc.cluster.local. port 7946" {
+	if s := cfg.Discovery.(fmt.Stringer).String(); s != "dns ip6 tandem.default.svc.cluster.local. port 7946" {
 		t.Fatalf("discovery %s", s)
 	}
 

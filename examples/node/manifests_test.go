@@ -329,9 +329,9 @@ func TestKubernetesManifests(t *testing.T) {
 		case w.Kind == "Deployment" && cfg.Discovery != nil:
 			kinds["deployment-dns"]++
 			s := cfg.Discovery.(fmt.Stringer).String()
-			svcName, _, _ := strings.Cut(strings.TrimPrefix(s, "dns ip "), ".")
+			svcName, _, _ := strings.Cut(strings.TrimPrefix(s, "dns ip4 "), ".")
 			headless(svcName)
-			want := fmt.Sprintf("dns ip %s.%s.svc.cluster.local. port %d", svcName, namespace, ports["repl"])
+			want := fmt.Sprintf("dns ip4 %s.%s.svc.cluster.local. port %d", svcName, namespace, ports["repl"])
 			if s != want {
 				t.Errorf("%s: discovery %q, want %q", name, s, want)
 			}

@@ -13,8 +13,9 @@
 //
 // The peers come from -peers, a static list, or from DNS: -dns-srv names
 // the SRV records of a port (node IDs are the targets' first labels: a
-// StatefulSet's pod names), -dns-host a name whose A/AAAA records list the
-// nodes at -dns-port (node IDs are the IP addresses); see package
+// StatefulSet's pod names), -dns-host a name whose A records (AAAA for an
+// IPv6 -id) list the nodes at -dns-port (node IDs are the IP addresses);
+// see package
 // buddy/dnsdisc, and examples/kubernetes for manifests.
 //
 // Outside the session middleware the node answers GET /healthz (200 while
