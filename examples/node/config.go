@@ -3,14 +3,19 @@ package node
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tandemsession/tandem/buddy"
+	"github.com/tandemsession/tandem/buddy/dnsdisc"
 	"github.com/tandemsession/tandem/core"
 )
 
@@ -27,6 +32,14 @@ const (
 	EnvLogLevel        = "TANDEM_LOG_LEVEL"        // -log-level: debug, info, warn, error
 	EnvShutdownDelay   = "TANDEM_SHUTDOWN_DELAY"   // -shutdown-delay
 	EnvShutdownTimeout = "TANDEM_SHUTDOWN_TIMEOUT" // -shutdown-timeout
+
+	// DNS discovery (package buddy/dnsdisc): set one of EnvDNSSRV or
+	// EnvDNSHost to have the node ask DNS for its peers every
+	// EnvDiscoveryInterval, on top of (or instead of) EnvPeers.
+	EnvDNSSRV            = "TANDEM_DNS_SRV"            // -dns-srv: an SRV name; IDs are the targets' first labels (pod names)
+	EnvDNSHost           = "TANDEM_DNS_HOST"           // -dns-host: a name with A/AAAA records; IDs are the addresses
+	EnvDNSPort           = "TANDEM_DNS_PORT"           // -dns-port: the replication port with -dns-host; default -repl's
+	EnvDiscoveryInterval = "TANDEM_DISCOVERY_INTERVAL" // -discovery-interval
 
 	// EnvClusterKey holds the cluster key: 32 bytes, the same on every
 	// node. A comma-separated list rotates keys: the first seals, all open.
@@ -64,6 +77,10 @@ func FromArgs(args []string, getenv func(string) string, stderr io.Writer) (Conf
 	level := fs.String("log-level", env(EnvLogLevel, "info"), "debug, info, warn or error (env "+EnvLogLevel+")")
 	delay := fs.String("shutdown-delay", env(EnvShutdownDelay, "0s"), "on SIGTERM, keep serving this long while /readyz answers 503 (env "+EnvShutdownDelay+")")
 	timeout := fs.String("shutdown-timeout", env(EnvShutdownTimeout, "20s"), "bound on the graceful stop (env "+EnvShutdownTimeout+")")
+	dnsSRV := fs.String("dns-srv", env(EnvDNSSRV, ""), "discover the peers from this SRV name, e.g. _repl._tcp.tandem.default.svc.cluster.local.; the node's -id must be its target's first label, the pod name (env "+EnvDNSSRV+")")
+	dnsHost := fs.String("dns-host", env(EnvDNSHost, ""), "discover the peers from the A (or, for an IPv6 -id, AAAA) records of this name, e.g. tandem.default.svc.cluster.local.; the node's -id must be its IP address (env "+EnvDNSHost+")")
+	dnsPort := fs.String("dns-port", env(EnvDNSPort, ""), "the peers' replication port with -dns-host (default: the port of -repl) (env "+EnvDNSPort+")")
+	interval := fs.String("discovery-interval", env(EnvDiscoveryInterval, "10s"), "how often -dns-srv or -dns-host is asked (env "+EnvDiscoveryInterval+")")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: tandem-node [flags]\n\nKeys, from the environment only, hex or base64, the same on every node:\n"+
 			"  %s    32 bytes (openssl rand -hex 32)\n  %s  at least 32 bytes\n  %s  16, 24 or 32 bytes\n\nFlags:\n",
@@ -104,6 +121,15 @@ func FromArgs(args []string, getenv func(string) string, stderr io.Writer) (Conf
 	if cfg.ShutdownTimeout, err = duration("-shutdown-timeout", *timeout); err != nil {
 		return Config{}, err
 	}
+	if cfg.Discovery, err = dnsDiscovery(cfg, *dnsSRV, *dnsHost, *dnsPort); err != nil {
+		return Config{}, err
+	}
+	if cfg.DiscoveryInterval, err = duration("-discovery-interval", *interval); err != nil {
+		return Config{}, err
+	}
+	if cfg.DiscoveryInterval == 0 {
+		return Config{}, errors.New("node: -discovery-interval: must be above 0")
+	}
 	if cfg.ClusterKeys, err = keyList(getenv, EnvClusterKey); err != nil {
 		return Config{}, err
 	}
@@ -116,6 +142,72 @@ func FromArgs(args []string, getenv func(string) string, stderr io.Writer) (Conf
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// dnsDiscovery returns the DNS discovery that -dns-srv or -dns-host ask
+// for (nil for neither), and checks that the node's ID is the one DNS
+// gives it: with another, its peers would list a node that never answers
+// and reject the one that pings them.
+func dnsDiscovery(cfg Config, srv, host, port string) (buddy.Discovery, error) {
+	switch {
+	case srv == "" && host == "":
+		if port != "" {
+			return nil, errors.New("node: -dns-port goes with -dns-host")
+		}
+		return nil, nil
+	case srv != "" && host != "":
+		return nil, errors.New("node: -dns-srv and -dns-host: set one")
+	case srv != "":
+		if port != "" {
+			return nil, errors.New("node: -dns-port goes with -dns-host; SRV records carry their ports")
+		}
+		if !dnsLabel(cfg.ID) {
+			return nil, fmt.Errorf("node: -id %q: with -dns-srv a node's ID is the first label of its DNS name, in lower case: its pod name (metadata.name)", cfg.ID)
+		}
+		d, err := dnsdisc.New(dnsdisc.Config{SRV: srv, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("node: -dns-srv: %w", err)
+		}
+		return d, nil
+	}
+	ip, err := netip.ParseAddr(cfg.ID)
+	if err != nil || ip.String() != cfg.ID {
+		return nil, fmt.Errorf("node: -id %q: with -dns-host a node's ID is its IP address in canonical form (status.podIP)", cfg.ID)
+	}
+	// Only the records of the ID's family: in a dual-stack cluster a pod
+	// has an A and an AAAA record, and the other one would be a second
+	// node that is never there.
+	network := "ip4"
+	if ip.Is6() {
+		network = "ip6"
+	}
+	if port == "" {
+		_, port, _ = net.SplitHostPort(cfg.ReplAddr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return nil, fmt.Errorf("node: -dns-port %q: a port, 1 to 65535", port)
+	}
+	d, err := dnsdisc.New(dnsdisc.Config{Host: host, Port: p, Network: network, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("node: -dns-host: %w", err)
+	}
+	return d, nil
+}
+
+// dnsLabel reports whether s is what dnsdisc derives from an SRV target:
+// one label of a DNS name in lower case (1 to 63 letters, digits, hyphens,
+// underscores).
+func dnsLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func duration(name, s string) (time.Duration, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -139,6 +140,71 @@ func TestDecodeKey(t *testing.T) {
 	for _, s := range []string{"", "hex:xyz", "base64:***", "***"} {
 		if got, err := DecodeKey(s); err == nil && len(got) > 0 {
 			t.Errorf("DecodeKey(%q) = %x, want an error", s, got)
+		}
+	}
+}
+
+func TestFromArgsDNSDiscovery(t *testing.T) {
+	e := keys()
+	e[EnvDNSSRV] = "_repl._tcp.tandem.default.svc.cluster.local."
+	e[EnvDiscoveryInterval] = "3s"
+	cfg, err := FromArgs([]string{"-id", "tandem-0", "-repl", ":7946"}, e.get, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := cfg.Discovery.(fmt.Stringer); !ok || s.String() != "dns srv _repl._tcp.tandem.default.svc.cluster.local." {
+		t.Fatalf("discovery %v", cfg.Discovery)
+	}
+	if cfg.DiscoveryInterval != 3*time.Second {
+		t.Fatalf("interval %v", cfg.DiscoveryInterval)
+	}
+
+	// A records: the port defaults to -repl's.
+	e = keys()
+	cfg, err = FromArgs([]string{"-id", "10.244.1.7", "-repl", ":7000", "-dns-host", "tandem.default.svc.cluster.local."}, e.get, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Discovery.(fmt.Stringer).String(); s != "dns ip4 tandem.default.svc.cluster.local. port 7000" {
+		t.Fatalf("discovery %s", s)
+	}
+	if cfg.DiscoveryInterval != 10*time.Second {
+		t.Fatalf("default interval %v", cfg.DiscoveryInterval)
+	}
+	e[EnvDNSPort] = "7946"
+	cfg, err = FromArgs([]string{"-id", "fd00::7", "-dns-host", "tandem.default.svc.cluster.local."}, e.get, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Discovery.(fmt.Stringer).String(); s != "dns ip6 tandem.default.svc.cluster.local. port 7946" {
+		t.Fatalf("discovery %s", s)
+	}
+
+	// Without either flag, no discovery.
+	if cfg, err := FromArgs([]string{"-id", "n1"}, keys().get, io.Discard); err != nil || cfg.Discovery != nil {
+		t.Fatalf("no DNS flags: %v, %v", cfg.Discovery, err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"both", []string{"-id", "n1", "-dns-srv", "_r._tcp.a.", "-dns-host", "a."}, "set one"},
+		{"port with srv", []string{"-id", "n1", "-dns-srv", "_r._tcp.a.", "-dns-port", "1"}, "-dns-port"},
+		{"port alone", []string{"-id", "n1", "-dns-port", "1"}, "-dns-port"},
+		{"bad srv name", []string{"-id", "n1", "-dns-srv", "not a name"}, "-dns-srv"},
+		{"srv: ID with a dot", []string{"-id", "tandem-0.tandem", "-dns-srv", "_r._tcp.a."}, "pod name"},
+		{"srv: ID in upper case", []string{"-id", "Tandem-0", "-dns-srv", "_r._tcp.a."}, "pod name"},
+		{"host: ID not an IP", []string{"-id", "tandem-0", "-dns-host", "a."}, "IP address"},
+		{"host: ID not canonical", []string{"-id", "fd00:0::7", "-dns-host", "a."}, "IP address"},
+		{"host: bad port", []string{"-id", "10.0.0.1", "-dns-host", "a.", "-dns-port", "0"}, "-dns-port"},
+		{"host: bad name", []string{"-id", "10.0.0.1", "-dns-host", "a..b"}, "-dns-host"},
+		{"bad interval", []string{"-id", "n1", "-discovery-interval", "often"}, "-discovery-interval"},
+		{"zero interval", []string{"-id", "n1", "-discovery-interval", "0s"}, "-discovery-interval"},
+	} {
+		if _, err := FromArgs(tc.args, keys().get, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %s", tc.name, err, tc.want)
 		}
 	}
 }

@@ -11,10 +11,18 @@
 //	go run ./examples/node/cmd/tandem-node -id n1 -http 10.0.0.1:8080 -repl 10.0.0.1:7946 \
 //		-peers n1=10.0.0.1:7946,n2=10.0.0.2:7946,n3=10.0.0.3:7946
 //
+// The peers come from -peers, a static list, or from DNS: -dns-srv names
+// the SRV records of a port (node IDs are the targets' first labels: a
+// StatefulSet's pod names), -dns-host a name whose A records (AAAA for an
+// IPv6 -id) list the nodes at -dns-port (node IDs are the IP addresses);
+// see package
+// buddy/dnsdisc, and examples/kubernetes for manifests.
+//
 // Outside the session middleware the node answers GET /healthz (200 while
 // the process serves: liveness), GET /readyz (200 once the node has joined
-// the ring and holds a buddy, buddy.Node.Ready; 503 before, and from the
-// moment it starts stopping) and GET /api/stats (buddy.Stats as JSON).
+// the ring and holds a buddy, buddy.Node.Ready, and its DNS discovery, if
+// any, has answered once; 503 before, and from the moment it starts
+// stopping) and GET /api/stats (buddy.Stats as JSON).
 //
 // On SIGTERM (Run's context ends) the node stops in the order that keeps
 // every session: it reports not ready, waits ShutdownDelay, then the app's
@@ -33,6 +41,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -65,8 +74,17 @@ type Config struct {
 	// ReplListener, when set, is used instead of listening on ReplAddr.
 	// Run closes it.
 	ReplListener net.Listener
-	// Peers is the static cluster, this node included or not.
+	// Peers is the static cluster, this node included or not; with
+	// Discovery, only the starting list.
 	Peers []buddy.Peer
+	// Discovery, when set, feeds the peer list (buddy.Config.Discovery),
+	// for example a *dnsdisc.Discovery; FromArgs sets one for -dns-srv or
+	// -dns-host. The node is not ready until it has answered once. Default
+	// nil: the static Peers.
+	Discovery buddy.Discovery
+	// DiscoveryInterval is how often Discovery is asked. Default 10
+	// seconds.
+	DiscoveryInterval time.Duration
 	// Mode is buddy.Sync (default) or buddy.Async.
 	Mode buddy.Mode
 	// ClusterKeys authenticate and encrypt replication: 32 bytes each, the
@@ -144,15 +162,23 @@ func Run(ctx context.Context, cfg Config, ready func(httpAddr, replAddr string))
 		}
 	}
 
+	var disc *watchedDiscovery
+	if cfg.Discovery != nil {
+		disc = &watchedDiscovery{d: cfg.Discovery, id: cfg.ID, log: log}
+	}
 	bcfg := buddy.Config{
-		ID:          cfg.ID,
-		Zone:        cfg.Zone,
-		ListenAddr:  cfg.ReplAddr,
-		Listener:    cfg.ReplListener,
-		Peers:       cfg.Peers,
-		ClusterKeys: cfg.ClusterKeys,
-		Mode:        cfg.Mode,
-		Logger:      log, // the node adds node=<ID> itself
+		ID:                cfg.ID,
+		Zone:              cfg.Zone,
+		ListenAddr:        cfg.ReplAddr,
+		Listener:          cfg.ReplListener,
+		Peers:             cfg.Peers,
+		DiscoveryInterval: cfg.DiscoveryInterval,
+		ClusterKeys:       cfg.ClusterKeys,
+		Mode:              cfg.Mode,
+		Logger:            log, // the node adds node=<ID> itself
+	}
+	if disc != nil {
+		bcfg.Discovery = disc
 	}
 	if cfg.Buddy != nil {
 		cfg.Buddy(&bcfg)
@@ -179,7 +205,7 @@ func Run(ctx context.Context, cfg Config, ready func(httpAddr, replAddr string))
 		return fmt.Errorf("node: manager of %s: %w", cfg.ID, err)
 	}
 
-	n := &Node{id: cfg.ID, buddy: bn, mgr: mgr, log: log}
+	n := &Node{id: cfg.ID, buddy: bn, mgr: mgr, log: log, disc: disc}
 	srv := &http.Server{
 		Handler:           n.handler(cfg.Routes),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -189,7 +215,7 @@ func Run(ctx context.Context, cfg Config, ready func(httpAddr, replAddr string))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(httpLn) }()
 	log.Info("node up", "node", cfg.ID, "http", httpLn.Addr().String(), "repl", bn.Addr(),
-		"mode", bcfg.Mode.String(), "ready", bn.Ready())
+		"mode", bcfg.Mode.String(), "discovery", disc.String(), "ready", n.Ready())
 	if ready != nil {
 		ready(httpLn.Addr().String(), bn.Addr())
 	}
@@ -240,8 +266,56 @@ type Node struct {
 	buddy    *buddy.Node
 	mgr      *core.Manager
 	log      *slog.Logger
+	disc     *watchedDiscovery // nil without Config.Discovery
 	stopping atomic.Bool
 }
+
+// watchedDiscovery wraps Config.Discovery: it records that an answer came
+// (until then a node would think itself alone, and ready), and warns when
+// an answer does not list this node's ID, the usual misconfiguration.
+type watchedDiscovery struct {
+	d        buddy.Discovery
+	id       string
+	log      *slog.Logger
+	answered atomic.Bool
+	missing  atomic.Bool // the last answer did not list this node; logged
+}
+
+// Peers asks the wrapped Discovery.
+func (w *watchedDiscovery) Peers(ctx context.Context) ([]buddy.Peer, error) {
+	peers, err := w.d.Peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.answered.Store(true)
+	listed := slices.ContainsFunc(peers, func(p buddy.Peer) bool { return p.ID == w.id })
+	switch {
+	case !listed && !w.missing.Swap(true):
+		ids := make([]string, 0, min(len(peers), 5))
+		for _, p := range peers[:min(len(peers), 5)] {
+			ids = append(ids, p.ID)
+		}
+		w.log.Warn("node: discovery does not list this node: check its ID (the pod name with SRV, the pod IP with A records); "+
+			"peers reject a node they do not list", "node", w.id, "discovery", w.String(), "peers", len(peers), "first", ids)
+	case listed && w.missing.Swap(false):
+		w.log.Info("node: discovery lists this node now", "node", w.id)
+	}
+	return peers, nil
+}
+
+// String names the wrapped Discovery ("" when w is nil).
+func (w *watchedDiscovery) String() string {
+	if w == nil {
+		return ""
+	}
+	if s, ok := w.d.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("%T", w.d)
+}
+
+// ready reports whether the discovery has answered, or there is none.
+func (w *watchedDiscovery) ready() bool { return w == nil || w.answered.Load() }
 
 // StatsInfo is the answer of GET /api/stats.
 type StatsInfo struct {
@@ -256,8 +330,9 @@ type StatsInfo struct {
 }
 
 // Ready reports what /readyz answers: the node has joined the ring and
-// holds a buddy (buddy.Node.Ready), and it is not stopping.
-func (n *Node) Ready() bool { return !n.stopping.Load() && n.buddy.Ready() }
+// holds a buddy (buddy.Node.Ready), its Discovery (if any) has answered at
+// least once, and it is not stopping.
+func (n *Node) Ready() bool { return !n.stopping.Load() && n.disc.ready() && n.buddy.Ready() }
 
 func (n *Node) handler(routes func(*gin.RouterGroup)) http.Handler {
 	r := gin.New()

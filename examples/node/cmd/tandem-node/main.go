@@ -6,6 +6,12 @@
 //	TANDEM_CLUSTER_KEY=... TANDEM_COOKIE_HASH_KEY=... TANDEM_COOKIE_BLOCK_KEY=... \
 //	tandem-node -id n1 -http :8080 -repl :7946 -peers n1=10.0.0.1:7946,n2=10.0.0.2:7946
 //
+// or, in a Kubernetes StatefulSet whose pods find each other through the
+// SRV records of a headless Service (see examples/kubernetes):
+//
+//	tandem-node -id "$POD_NAME" -http :8080 -repl :7946 \
+//		-dns-srv _repl._tcp.tandem.default.svc.cluster.local.
+//
 // SIGTERM or SIGINT stops it gracefully: its sessions go to its buddy.
 // tandem-node -h lists the flags.
 package main
