@@ -86,7 +86,7 @@ type Node struct {
 	client *http.Client
 	scheme string
 
-	spawnMu   sync.Mutex
+	closedMu  sync.Mutex
 	closed    bool
 	stop      chan struct{}
 	ctx       context.Context // canceled by Close: ends requests in flight
@@ -269,21 +269,6 @@ func (n *Node) listen() error {
 	return nil
 }
 
-// spawn runs f in a goroutine that Close waits for, unless the node is
-// closing.
-func (n *Node) spawn(f func()) {
-	n.spawnMu.Lock()
-	defer n.spawnMu.Unlock()
-	if n.closed {
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		f()
-	}()
-}
-
 // Addr returns the address the replication listener is bound to.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
@@ -297,9 +282,9 @@ func (n *Node) ID() string { return n.cfg.ID }
 // is done; Close is for tests, and is safe to call again after Shutdown.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		n.spawnMu.Lock()
+		n.closedMu.Lock()
 		n.closed = true
-		n.spawnMu.Unlock()
+		n.closedMu.Unlock()
 		close(n.stop)
 		n.cancel()
 		_ = n.srv.Close()

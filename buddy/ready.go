@@ -14,9 +14,9 @@ func (n *Node) Ready() bool {
 	if n.draining.Load() {
 		return false
 	}
-	n.spawnMu.Lock()
+	n.closedMu.Lock()
 	closed := n.closed
-	n.spawnMu.Unlock()
+	n.closedMu.Unlock()
 	if closed {
 		return false
 	}

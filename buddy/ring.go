@@ -244,14 +244,6 @@ func (v *view) peer(id string) (Peer, bool) {
 	return p.Peer, true
 }
 
-// known reports whether id is a configured peer.
-func (v *view) known(id string) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	_, ok := v.peers[id]
-	return ok
-}
-
 // configured reports whether any peer is configured (listed by Peers or
 // Discovery).
 func (v *view) configured() bool {

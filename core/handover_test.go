@@ -233,11 +233,9 @@ func TestGoneIsFresh(t *testing.T) {
 // when the cookie was issued by an owner under a newer epoch.
 func TestCookieEpochDecidesFetch(t *testing.T) {
 	cookie1, c := foreignCookie(t, 1)
-	cookie3, _ := foreignCookie(t, 3)
-	// The same session under both cookies.
+	// The same session under a cookie of a newer epoch.
 	m0, _ := newManager(t, nil)
-	v, _ := m0.cookies.encode(payload{id: c.ID, owner: "n0", backup: "n1", epoch: 3})
-	cookie3 = v
+	cookie3, _ := m0.cookies.encode(payload{id: c.ID, owner: "n0", backup: "n1", epoch: 3})
 	f := &fakeFetcher{fakeReplicator: fakeReplicator{loc: Route{Owner: "n1"}}}
 	f.fetch = func(string, Route, Stamp) (*Change, error) { return nil, errors.New("n0 does not answer") }
 	m, _ := newManager(t, func(cfg *Config) { cfg.Replicator = f })

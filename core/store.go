@@ -40,13 +40,6 @@ type record struct {
 // stamp returns the record's epoch and version. It runs under r.mu.
 func (r *record) stamp() Stamp { return Stamp{Epoch: r.epoch, Version: r.version} }
 
-// currentVersion returns the version, taking the record's lock.
-func (r *record) currentVersion() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.version
-}
-
 // deadline is when the record expires, in unix nanoseconds.
 func (r *record) deadline(idle, life int64) int64 {
 	return min(r.accessed.Load()+idle, r.created+life)
