@@ -177,6 +177,16 @@ func (b *backups) end(id, owner string) {
 	sh.mu.Unlock()
 }
 
+// endHere records that session id, owned by this node (self) under
+// epoch, ended here at now: a stale copy of it from a former owner is
+// refused from now on, until the session would have expired.
+func (b *backups) endHere(id, self string, epoch uint64, now int64) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	sh.m[id] = &backup{owner: self, epoch: epoch, created: now, accessed: now, ended: true}
+	sh.mu.Unlock()
+}
+
 // entry is what the node knows of one session ID: a copy or a fence.
 type entry struct {
 	holder string // the copy's owner, or the node a fence points to ("" when ended)

@@ -31,6 +31,11 @@ var _ core.Fetcher = (*Node)(nil)
 // candidate is a node to ask for a session, and what it is to the session.
 type candidate struct{ id, source string }
 
+// redirected marks the source of a candidate that a node named: it is
+// asked whatever this node believes of it (the node that named it just
+// dealt with it; it may have restarted and not pinged this node yet).
+const redirected = "+redirect"
+
 // fetchPlan returns, in order, the nodes to ask for a session this node
 // does not hold, or holds an older copy of: the node this one gave it to
 // (movedTo), the owner named in the cookie, the owner's buddy in the
@@ -79,7 +84,7 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReplicationTimeout)
 	defer cancel()
 	s := &search{n: n, id: id, route: route, local: local,
-		tried: map[string]bool{}, silent: map[string]bool{}, pending: map[string]bool{}}
+		tried: map[string]bool{}, silent: map[string]bool{}, pending: map[string]bool{}, named: map[string]bool{}}
 	movedTo, moved := n.moves.get(id)
 	if moved && movedTo == "" {
 		return nil, nil // it ended here
@@ -114,6 +119,7 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 	switch {
 	case s.found != nil:
 		c := s.found
+		s.source = strings.TrimSuffix(s.source, redirected)
 		c.Epoch = max(c.Epoch, local.Epoch, route.Epoch) + 1
 		// This node owns it from now on: a copy of it held here is stale.
 		n.backups.dropOlder(id, c.Epoch)
@@ -145,6 +151,7 @@ type search struct {
 	tried   map[string]bool // asked (or known dead)
 	silent  map[string]bool // asked, and did not answer
 	pending map[string]bool // hold the session but could not hand it over yet
+	named   map[string]bool // silent ones that a node named as holding it (or this node gave it to)
 	movedTo string          // the node this one gave the session to, if any
 	ended   bool            // a node said the session ended
 	found   *core.Change
@@ -160,18 +167,23 @@ func (s *search) visit(ctx context.Context, queue []candidate) {
 		if s.tried[c.id] {
 			continue
 		}
+		if c.id != s.n.cfg.ID && !s.n.view.answers(c.id) && c.id != s.movedTo && !strings.HasSuffix(c.source, redirected) {
+			// Known dead or gone: it holds nothing that counts. (The node
+			// this one just gave the session to, or one a node names, is
+			// asked all the same: it may have restarted and not pinged
+			// this node yet. So a skipped node is not marked tried.)
+			continue
+		}
 		s.tried[c.id] = true
 		var rep wire.FetchReply
 		var err error
 		if c.id == s.n.cfg.ID {
 			rep = s.n.takeLocal(s.id)
-		} else if !s.n.view.answers(c.id) && c.id != s.movedTo {
-			// Known dead or gone: it holds nothing that counts. (The node
-			// this one just gave the session to is asked all the same: it
-			// may have restarted and not pinged yet.)
-			continue
 		} else if rep, err = s.n.ask(ctx, c.id, s.id); err != nil {
 			s.silent[c.id] = true
+			if strings.HasSuffix(c.source, redirected) || c.id == s.movedTo {
+				s.named[c.id] = true
+			}
 			continue
 		}
 		s.n.log.Debug("buddy: fetch answer", "id", s.id, "peer", c.id, "status", rep.Status, "redirect", rep.Redirect)
@@ -194,7 +206,7 @@ func (s *search) take(c candidate, rep wire.FetchReply) (candidate, bool) {
 		s.ended = true
 	case wire.FetchRedirect:
 		if !s.tried[rep.Redirect] {
-			return candidate{rep.Redirect, c.source}, true
+			return candidate{rep.Redirect, strings.TrimSuffix(c.source, redirected) + redirected}, true
 		}
 	}
 	return candidate{}, false
@@ -262,7 +274,9 @@ func (s *search) undetermined() []string {
 		out = append(out, id)
 	}
 	for id := range s.silent {
-		if s.n.view.answers(id) && !s.pending[id] {
+		// A silent node that may answer is undetermined; so is one that a
+		// node named as the holder, dead or gone in this node's view or not.
+		if (s.n.view.answers(id) || s.named[id]) && !s.pending[id] {
 			out = append(out, id)
 		}
 	}

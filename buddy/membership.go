@@ -63,11 +63,48 @@ func (n *Node) onPing(from string, payload []byte) ([]byte, error) {
 // onHello answers a ping sealed without this node's boot (the peer does
 // not know it yet): the pong teaches it. Such a ping may be a replay from
 // before this node started, so it changes nothing here.
-func (n *Node) onHello(_ string, payload []byte) ([]byte, error) {
+//
+// The peer likely just started: this node pings it back at once, so that
+// its state here (its incarnation, alive) is current within a round trip
+// rather than a PingInterval.
+func (n *Node) onHello(from string, payload []byte) ([]byte, error) {
 	if _, err := wire.DecodePing(payload); err != nil {
 		return nil, malformed(err)
 	}
+	if p, ok := n.view.peer(from); ok && n.helloProbes.claim(from) {
+		n.spawn(func() {
+			defer n.helloProbes.release(from)
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
+			defer cancel()
+			n.probe(ctx, p)
+		})
+	}
 	return n.ping(), nil
+}
+
+// probeSet allows one probe in flight per peer.
+type probeSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (s *probeSet) claim(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[string]bool)
+	}
+	if s.m[id] {
+		return false
+	}
+	s.m[id] = true
+	return true
+}
+
+func (s *probeSet) release(id string) {
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
 }
 
 // bootOf returns peer p's boot nonce, pinging it first when this node does

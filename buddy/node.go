@@ -72,6 +72,7 @@ type Node struct {
 	moves       moveCache
 	probesOff   chan struct{} // closed by Shutdown before it announces the leave
 	release     chan struct{} // signals releaseLoop
+	helloProbes probeSet      // peers pinged back after their first ping
 
 	mgr atomic.Pointer[core.Manager]
 	// lastDegradedLog rate-limits the log line of degraded commits.
@@ -269,6 +270,21 @@ func (n *Node) listen() error {
 	return nil
 }
 
+// spawn runs f in a goroutine that Close waits for, unless the node is
+// closed already.
+func (n *Node) spawn(f func()) {
+	n.closedMu.Lock()
+	defer n.closedMu.Unlock()
+	if n.closed {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
 // Addr returns the address the replication listener is bound to.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
@@ -317,10 +333,15 @@ func (n *Node) Replicate(c *core.Change) core.Ack {
 	case c.Removed:
 		kind = wire.KindRemove
 		n.touches.forget(c.ID)
+		if c.Epoch != 0 {
+			// It ended here: no stale copy of it may come back.
+			n.backups.endHere(c.ID, n.cfg.ID, c.Epoch, n.cfg.Now().UnixNano())
+		}
 	case c.Full:
 		kind = wire.KindFull
 		if c.PrevID != "" {
 			n.touches.forget(c.PrevID)
+			n.backups.endHere(c.PrevID, n.cfg.ID, c.Epoch, n.cfg.Now().UnixNano())
 		}
 		n.touches.mark(c.ID, c.Accessed.UnixNano())
 	default:
@@ -431,7 +452,7 @@ func (n *Node) Stats() Stats {
 		RecordsSent: c.recordsSent.Load(), BytesRaw: c.bytesRaw.Load(), BytesWire: c.bytesWire.Load(),
 		Batches: c.batches.Load(), BatchSizes: c.batchSizes.snapshot(), Acks: c.acks.Load(),
 		Latency: c.latency.snapshot(), QueueDepth: depth, QueueOverflows: c.queueOverflows.Load(),
-		SendErrors: c.sendErrors.Load(), Degraded: c.degraded.Load(), FullCopies: c.fullCopies.Load(),
+		SendErrors: c.sendErrors.Load(), Degraded: c.degraded.Load(), DegradedAlone: c.degradedAlone.Load(), FullCopies: c.fullCopies.Load(),
 		Resyncs: resync, Backups: n.backups.len(), RecordsApplied: c.recordsApplied.Load(),
 		RecordsIgnored: c.recordsIgnored.Load(), GapsReported: c.gapsReported.Load(), RecordsFenced: c.recordsFenced.Load(),
 		BytesReceived: c.bytesReceived.Load(), BackupsExpired: c.backupsExpired.Load(),

@@ -159,9 +159,8 @@ func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply 
 // asker usually comes because the owner just died, before this node
 // noticed.
 func (n *Node) ownerLives(e entry) bool {
-	if !n.view.answers(e.holder) {
-		return false
-	}
+	// Pinged whatever this node believes of it: it may have restarted, or
+	// come back, and not pinged this node yet.
 	p, ok := n.view.peer(e.holder)
 	if !ok {
 		return false

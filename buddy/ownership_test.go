@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tandemsession/tandem/core"
+	"github.com/tandemsession/tandem/internal/faultnet"
 )
 
 // parallel sends the paths of one session at once, path i through via[i],
@@ -302,4 +303,33 @@ func TestRequestsDuringDrainGetTheirSession(t *testing.T) {
 			t.Fatal("drain did not end")
 		}
 	}
+}
+
+// A buddy that stops answering without closing its connections (a paused
+// process, a stalled link) is replaced once it is found dead: the commits
+// waiting on it are acknowledged by the next node, none degrades.
+func TestStalledBuddyReplacedBeforeCommitsDegrade(t *testing.T) {
+	ms, fn := faultyCluster(t, 3, func(c *Config) { fastTimers(c); c.ReplicationTimeout = 3 * time.Second })
+	n3 := ms[2] // its buddy is n1
+	var ws []*writer
+	for i := range 10 {
+		w := &writer{b: browser{t: t}, acked: map[string]string{}}
+		w.write(n3, "k", fmt.Sprint(i))
+		ws = append(ws, w)
+	}
+	for _, o := range []string{"n2", "n3"} {
+		fn.Set(o, "n1", faultnet.Stall)
+		fn.Set("n1", o, faultnet.Stall)
+	}
+	for round := range 3 {
+		for i, w := range ws {
+			if !w.write(n3, "k", fmt.Sprint(round*100+i)) {
+				t.Fatal("write refused while n1 is stalled")
+			}
+		}
+	}
+	if d := n3.node.Stats().Degraded; d != 0 {
+		t.Fatalf("%d commits served with one copy", d)
+	}
+	fn.Heal()
 }

@@ -307,14 +307,14 @@ func (v *view) pingable() []Peer {
 }
 
 // revive records authenticated, fresh traffic other than a ping from
-// peer id (a fetch, a batch): a peer believed dead or gone that sends it is
-// alive after all. It reports the change.
+// peer id (a fetch, a batch): a peer believed dead that sends it is alive
+// after all. It reports the change.
 func (v *view) revive(id string, now time.Time) change {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p, ok := v.peers[id]
-	if !ok || p.undiscovered || p.state != Dead && p.state != Left {
-		return change{}
+	if !ok || p.undiscovered || p.state != Dead {
+		return change{} // a node that left may still finish sending: only pings bring it back
 	}
 	c := change{from: p.state, to: Alive}
 	p.state, p.lastOK = Alive, now

@@ -41,14 +41,31 @@ type batch struct {
 	timer      *time.Timer
 }
 
-// expiry returns a channel closed d after the first call.
+// expiry returns a channel closed d after the first call. A timer that
+// fires much later than due means this process was paused meanwhile (a
+// SIGSTOP, a VM freeze): the buddy had no chance to answer, so the wait is
+// granted d once more.
 func (b *batch) expiry(d time.Duration) <-chan struct{} {
 	b.expiryOnce.Do(func() {
 		b.expired = make(chan struct{})
-		b.timer = time.AfterFunc(d, func() { close(b.expired) })
+		due := time.Now().Add(d)
+		var fire func()
+		fire = func() {
+			if late := time.Since(due); late > pauseSlack {
+				due = time.Now().Add(d)
+				b.timer.Reset(d)
+				return
+			}
+			close(b.expired)
+		}
+		b.timer = time.AfterFunc(d, fire)
 	})
 	return b.expired
 }
+
+// pauseSlack is how late a timer may fire before the process counts as
+// having been paused.
+const pauseSlack = 500 * time.Millisecond
 
 // finish releases the batch's waiters with err.
 func (b *batch) finish(err error) {
@@ -115,14 +132,17 @@ func (s *sender) streamTo(to Peer) (*batchStream, error) {
 		return s.stream, nil
 	}
 	s.closeStream()
-	st, err := s.n.openStream(to)
+	// The abort is in place before the stream opens: a buddy that stalls
+	// while it is asked to open one is left as soon as the ring drops it.
+	ctx, cancel := context.WithCancel(s.n.ctx)
+	s.mu.Lock()
+	s.abort = cancel
+	s.mu.Unlock()
+	st, err := s.n.openStream(ctx, cancel, to)
 	if err != nil {
 		return nil, err
 	}
 	s.stream = st
-	s.mu.Lock()
-	s.abort = st.close
-	s.mu.Unlock()
 	return st, nil
 }
 
@@ -426,6 +446,9 @@ func (s *sender) run(stop <-chan struct{}) {
 			// Before the batch is done: a flush waiting on it must find
 			// its sessions in the resync set.
 			s.markResync(b)
+			if s.buddy().ID == "" {
+				err = fmt.Errorf("%w (%w)", errAlone, err) // no other node left to ask
+			}
 			s.done(b, err)
 			backoff = min(max(2*backoff, 50*time.Millisecond), 2*time.Second)
 			select {
@@ -595,6 +618,9 @@ func (a *ack) Wait(ctx context.Context) error {
 	}
 	if a.n.cfg.OnReplicationError == Degrade {
 		a.n.stats.degraded.Add(1)
+		if errors.Is(err, errAlone) {
+			a.n.stats.degradedAlone.Add(1)
+		}
 		a.n.degradedLog(err)
 		return nil
 	}

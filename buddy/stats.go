@@ -23,7 +23,8 @@ type Stats struct {
 	QueueDepth     int       // records waiting
 	QueueOverflows uint64    // changes not queued because the queue was full
 	SendErrors     uint64    // batches that failed
-	Degraded       uint64    // synchronous commits served without a second copy (no other node answered in time)
+	Degraded       uint64    // synchronous commits served without a second copy (Degrade policy)
+	DegradedAlone  uint64    // of Degraded, those made while no other node answered at all (alone, or cut off)
 	FullCopies     uint64    // full copies sent because the buddy reported a gap
 	Resyncs        int       // sessions waiting for a full resend
 
@@ -121,6 +122,7 @@ var rejectReasons = []string{RejectTooLarge, RejectAuth, RejectReplay, RejectUnk
 type counters struct {
 	recordsSent, bytesRaw, bytesWire, batches, acks             atomic.Uint64
 	queueOverflows, sendErrors, degraded, fullCopies            atomic.Uint64
+	degradedAlone                                               atomic.Uint64
 	recordsApplied, recordsIgnored, gapsReported, bytesReceived atomic.Uint64
 	recordsFenced, backupsExpired                               atomic.Uint64
 	batchSizes, latency                                         hist

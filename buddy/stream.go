@@ -138,8 +138,9 @@ type batchStream struct {
 
 // openStream starts a batch stream to peer to; it returns once the peer
 // answered 200, or fails within ReplicationTimeout.
-func (n *Node) openStream(to Peer) (*batchStream, error) {
-	ctx, cancel := context.WithCancel(n.ctx)
+//
+// ctx and cancel are the stream's: canceling ends the opening too.
+func (n *Node) openStream(ctx context.Context, cancel context.CancelFunc, to Peer) (*batchStream, error) {
 	pr, pw := io.Pipe()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+to.Addr+pathStream, pr)
 	if err != nil {

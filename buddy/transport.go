@@ -247,8 +247,8 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 			}
 			continue
 		}
-		if !st.used || errors.Is(err, errStreamTimeout) || errors.Is(err, errPeerRejected) {
-			return reply, len(enc), onWire, err
+		if !st.used || errors.Is(err, errStreamTimeout) || errors.Is(err, errPeerRejected) || s.buddy().ID != to.ID {
+			return reply, len(enc), onWire, err // (a buddy no longer the buddy: its stream was ended on purpose)
 		}
 		// A stream that worked before may have been ended by the peer
 		// while idle: resend once on a new one. Resending is safe: a
@@ -272,6 +272,16 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 // ping may go before this node knows it (and teaches it), any other
 // request waits for a ping first.
 func (n *Node) call(ctx context.Context, to Peer, path string, typ wire.MsgType, payload []byte) ([]byte, int, error) {
+	out, size, err := n.callOnce(ctx, to, path, typ, payload)
+	if errors.Is(err, errUnauthorized) && typ != wire.MsgPing {
+		// The peer restarted under a new boot since this node learned it:
+		// learn it again (a ping), and send once more.
+		out, size, err = n.callOnce(ctx, to, path, typ, payload)
+	}
+	return out, size, err
+}
+
+func (n *Node) callOnce(ctx context.Context, to Peer, path string, typ wire.MsgType, payload []byte) ([]byte, int, error) {
 	boot := n.windows.boot(to.ID)
 	if boot == 0 && typ != wire.MsgPing {
 		var err error
@@ -295,12 +305,14 @@ func (n *Node) call(ctx context.Context, to Peer, path string, typ wire.MsgType,
 	if err != nil {
 		return nil, len(body), err
 	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		// It may have restarted under a new boot: learn it again.
-		n.windows.forgetBoot(to.ID, boot)
-	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, len(body), fmt.Errorf("buddy: %s answered %d: %s", to.ID, resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
+		err := fmt.Errorf("buddy: %s answered %d: %s", to.ID, resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
+		if resp.StatusCode == http.StatusUnauthorized {
+			// It may have restarted under a new boot: learn it again.
+			n.windows.forgetBoot(to.ID, boot)
+			err = fmt.Errorf("%w (%w)", err, errUnauthorized)
+		}
+		return nil, len(body), err
 	}
 	if len(data) > n.cfg.MaxBodySize {
 		return nil, len(body), fmt.Errorf("buddy: reply from %s exceeds %d bytes", to.ID, n.cfg.MaxBodySize)

@@ -3,6 +3,7 @@ package buddy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -233,7 +234,9 @@ func TestOpenStreamRefused(t *testing.T) {
 	srv := &http.Server{Protocols: &p, Handler: http.NotFoundHandler()}
 	go srv.Serve(ln)
 	defer srv.Close()
-	st, err := ms[0].node.openStream(Peer{ID: "old", Addr: ln.Addr().String()})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	st, err := ms[0].node.openStream(ctx, cancel, Peer{ID: "old", Addr: ln.Addr().String()})
 	if err == nil {
 		st.close()
 		t.Fatal("stream opened on a peer without the endpoint")

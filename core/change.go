@@ -33,7 +33,9 @@ type Change struct {
 	// the session moves to another node (failover, handover, promotion), and
 	// every change carries it, so a backup refuses the changes of an owner
 	// that lost the session without knowing (paused, partitioned). See
-	// buddy/PROTOCOL.md.
+	// buddy/PROTOCOL.md. A removal under an epoch means the session ended
+	// (logout): no copy of it may come back. A removal with epoch 0 means
+	// it expired: its copies expire too.
 	Epoch uint64
 	// Full means Set holds every attribute of the session.
 	Full bool

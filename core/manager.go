@@ -97,7 +97,9 @@ func (m *Manager) Sweep() int {
 	expired := m.store.sweep(m.now())
 	for _, r := range expired {
 		if m.repl != nil {
-			m.repl.Replicate(&Change{ID: r.id, Base: r.version, Version: r.version + 1, Epoch: r.epoch, Removed: true})
+			// Epoch 0: it expired, so every copy of it expires too; it did
+			// not end (see Change.Epoch).
+			m.repl.Replicate(&Change{ID: r.id, Base: r.version, Version: r.version + 1, Removed: true})
 		}
 	}
 	if len(expired) > 0 {

@@ -32,6 +32,7 @@ type Result struct {
 	Forks         int // lineages with acknowledged writes on two owners that diverged
 	UndoneLogouts int // logged-out sessions whose old cookie got data back
 	Degraded      uint64
+	DegradedAlone uint64         // degraded commits of a node that could reach no other node, where the scenario allows them
 	Errors        map[string]int // non-200 answers by status, transport errors by class
 	Recovery      []time.Duration
 	LongestStall  time.Duration
@@ -435,18 +436,24 @@ func checkDegraded(h History, r *Result) {
 		node string
 		inc  int
 	}
-	last := map[proc]uint64{}
+	last, alone := map[proc]uint64{}, map[proc]uint64{}
 	for _, s := range h.Stats {
 		p := proc{s.Node, s.Incarnation}
 		last[p] = max(last[p], s.Degraded)
+		alone[p] = max(alone[p], s.DegradedAlone)
 	}
 	procs := slices.SortedFunc(maps.Keys(last), func(a, b proc) int {
 		return cmp.Or(cmp.Compare(a.node, b.node), cmp.Compare(a.inc, b.inc))
 	})
 	for _, p := range procs {
-		if d := last[p]; d > 0 {
+		d, a := last[p], min(alone[p], last[p])
+		if h.Header.AloneOK && a > 0 {
+			r.DegradedAlone += a
+			d -= a
+		}
+		if d > 0 {
 			r.Degraded += d
-			r.add("degraded", "%s (start %d) acknowledged %d synchronous commits with one copy (Stats().Degraded)", nil, p.node, p.inc+1, d)
+			r.add("degraded", "%s (start %d) acknowledged %d synchronous commits with one copy (Stats().Degraded) while another node answered", nil, p.node, p.inc+1, d)
 		}
 	}
 }

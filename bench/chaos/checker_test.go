@@ -252,6 +252,23 @@ func TestCheckerFork(t *testing.T) {
 	})
 }
 
+// Where a scenario leaves a node alone, its commits made while alone are
+// allowed; those made while another node answered are not.
+func TestCheckerDegradedAlone(t *testing.T) {
+	h := newHist()
+	h.first(1, "S1", "a", "1", "n1", "n2", 0, 10)
+	h.h.Header.AloneOK = true
+	h.h.Stats = []StatSample{{Node: "n1", Degraded: 5, DegradedAlone: 5}, {Node: "n2", Degraded: 3, DegradedAlone: 1}}
+	r := check(h.h, checkConfig{sync: true})
+	if r.Degraded != 2 || r.DegradedAlone != 6 || r.violations(true) != 1 {
+		t.Fatalf("degraded %d alone %d violations %d", r.Degraded, r.DegradedAlone, r.violations(true))
+	}
+	h.h.Header.AloneOK = false
+	if r := check(h.h, checkConfig{sync: true}); r.Degraded != 8 {
+		t.Fatalf("without AloneOK: degraded %d, want 8", r.Degraded)
+	}
+}
+
 func TestCheckerDegradedAndStall(t *testing.T) {
 	b := newHist()
 	b.first(1, "S1", "a", "1", "n1", "n2", 0, 2500)
@@ -319,7 +336,7 @@ func TestSummaryLine(t *testing.T) {
 	s := newSummary("kill9", true)
 	s.add(&Result{Acked: 10, Errors: map[string]int{"conn": 2, "503": 1, "timeout": 1}, Recovery: []time.Duration{30 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond},
 		LongestStall: 1600 * time.Millisecond})
-	want := "chaos scenario=kill9 runs=1 acked=10 lost_writes=0 lost_sessions=0 stale_reads=0 forks=0 undone_logouts=0 degraded=0 errors=503:1,conn:2,timeout:1 recovery_p50=20ms recovery_max=30ms longest_stall=1.6s result=PASS"
+	want := "chaos scenario=kill9 runs=1 acked=10 lost_writes=0 lost_sessions=0 stale_reads=0 forks=0 undone_logouts=0 degraded=0 degraded_alone=0 errors=503:1,conn:2,timeout:1 recovery_p50=20ms recovery_max=30ms longest_stall=1.6s result=PASS"
 	if got := s.line(); got != want {
 		t.Fatalf("line\n got %s\nwant %s", got, want)
 	}

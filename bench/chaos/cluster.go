@@ -271,7 +271,7 @@ func (c *cluster) pollOne(id string) (nodeStats, bool) {
 	if err != nil {
 		return s, false
 	}
-	c.rec.stat(StatSample{At: c.rec.now(), Node: id, Incarnation: inc, Buddy: s.Stats.Buddy, Degraded: s.Stats.Degraded,
+	c.rec.stat(StatSample{At: c.rec.now(), Node: id, Incarnation: inc, Buddy: s.Stats.Buddy, Degraded: s.Stats.Degraded, DegradedAlone: s.Stats.DegradedAlone,
 		QueueDepth: s.Stats.QueueDepth, Resyncs: s.Stats.Resyncs, Sessions: s.Sessions})
 	return s, true
 }

@@ -122,9 +122,11 @@ type StatSample struct {
 	Incarnation int    `json:"incarnation"` // how many times the node's process started before this one
 	Buddy       string `json:"buddy"`
 	Degraded    uint64 `json:"degraded"`
-	QueueDepth  int    `json:"queue_depth"`
-	Resyncs     int    `json:"resyncs"`
-	Sessions    int    `json:"sessions"`
+	// DegradedAlone: of Degraded, those made while no other node answered.
+	DegradedAlone uint64 `json:"degraded_alone"`
+	QueueDepth    int    `json:"queue_depth"`
+	Resyncs       int    `json:"resyncs"`
+	Sessions      int    `json:"sessions"`
 }
 
 // Header describes a run.
@@ -137,6 +139,10 @@ type Header struct {
 	Nodes    []string  `json:"nodes"`
 	Users    int       `json:"users"`
 	Started  time.Time `json:"started"` // wall clock at time 0
+	// AloneOK: the scenario leaves a node with no other node to reach (a
+	// partition, a double failure), so its degraded commits made while
+	// alone are what Degrade promises, not a violation.
+	AloneOK bool `json:"alone_ok,omitempty"`
 }
 
 // History is everything a run recorded.

@@ -27,6 +27,7 @@ type summary struct {
 	forks         int
 	undoneLogouts int
 	degraded      uint64
+	degradedAlone uint64
 	stallHits     int
 	errors        map[string]int
 	recovery      []time.Duration
@@ -51,6 +52,7 @@ func (s *summary) add(r *Result) {
 	s.forks += r.Forks
 	s.undoneLogouts += r.UndoneLogouts
 	s.degraded += r.Degraded
+	s.degradedAlone += r.DegradedAlone
 	if r.StallHit {
 		s.stallHits++
 	}
@@ -75,8 +77,8 @@ func (s *summary) line() string {
 	if !s.pass() {
 		result = "FAIL"
 	}
-	return fmt.Sprintf("chaos scenario=%s runs=%d acked=%d lost_writes=%d lost_sessions=%d stale_reads=%d forks=%d undone_logouts=%d degraded=%d errors=%s recovery_p50=%s recovery_max=%s longest_stall=%s result=%s",
-		s.scenario, s.runs, s.acked, s.lostWrites, s.lostSessions, s.staleReads, s.forks, s.undoneLogouts, s.degraded,
+	return fmt.Sprintf("chaos scenario=%s runs=%d acked=%d lost_writes=%d lost_sessions=%d stale_reads=%d forks=%d undone_logouts=%d degraded=%d degraded_alone=%d errors=%s recovery_p50=%s recovery_max=%s longest_stall=%s result=%s",
+		s.scenario, s.runs, s.acked, s.lostWrites, s.lostSessions, s.staleReads, s.forks, s.undoneLogouts, s.degraded, s.degradedAlone,
 		formatErrors(s.errors), dur(p50), dur(pmax), dur(s.longestStall), result)
 }
 

@@ -19,6 +19,10 @@ type scenario struct {
 	stale       time.Duration // the balancer's lag
 	work        workload
 	faults      func(e *env) error
+	// aloneOK: the faults leave a node with no other node to reach, so its
+	// commits then have one copy by design (buddy.Degrade); the checker
+	// counts only the degraded commits made while another node answered.
+	aloneOK bool
 }
 
 // baseWorkload is a user that writes one key at a time, reads now and
@@ -63,7 +67,8 @@ func scenarios() []scenario {
 		},
 		{
 			name: "double-failure", about: "kill -9 of an owner and its buddy at once: exactly their sessions are lost",
-			nodes: 4, duration: 8 * time.Second, work: baseWorkload(),
+			aloneOK: true,
+			nodes:   4, duration: 8 * time.Second, work: baseWorkload(),
 			faults: func(e *env) error {
 				e.at(e.left() / 3)
 				return e.killPair()
@@ -139,6 +144,7 @@ func scenarios() []scenario {
 		},
 		{
 			name: "partition", about: "the busiest owner cut off from the other nodes (both ways) for twice DeadAfter; the balancer still reaches it",
+			aloneOK: true,
 			proxies: true, duration: 10 * time.Second, work: baseWorkload(),
 			faults: func(e *env) error {
 				e.at(e.left() / 4)
