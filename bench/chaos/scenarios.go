@@ -223,24 +223,11 @@ type knownFailure struct {
 	tolerate []string // counters of the one-line output: lost_writes, lost_sessions, stale_reads, forks, undone_logouts, degraded
 }
 
-// knownFailing lists the scenarios that fail today (at 4df42d2).
-func knownFailing() []knownFailure {
-	const buddyKill = "killing any node of a 3- or 4-node ring kills its predecessor's buddy: refused connections degrade sync writes at once (failure 5)"
-	return []knownFailure{
-		{"kill9", buddyKill, []string{"degraded"}},
-		{"echo-kill9", buddyKill, []string{"degraded"}},
-		{"double-failure", buddyKill, []string{"degraded"}},
-		{"restart", buddyKill + "; the restarted node rejoins like join", nil},
-		{"kill9-buddy", "a dead buddy's refused connections degrade sync writes at once; the sender keeps its backoff after the ring moves on (failure 5)", []string{"degraded"}},
-		{"parallel-after-kill", "parallel requests of a session reaching a node that does not hold it: one fetches it, the other gets a fresh session or loses its write (failure 1)", nil},
-		{"split-parallel", "parallel requests of a session on two nodes: ownership ping-pongs, writes are lost, sessions replaced, logouts undone (failure 2)", nil},
-		{"rolling-restart", "requests rerouted while a node drains find the session nowhere or race its handover (failure 3)", nil},
-		{"join", "a joining node changes its predecessor's buddy; copies on the old buddy outlive the change (failure 4)", nil},
-		{"pause", "a paused owner wakes up and serves; copies taken over meanwhile diverge (the README's partition caveat)", nil},
-		{"partition", "an isolated owner keeps serving with Degrade while others take over its sessions (the README's partition caveat)", nil},
-		{"partition-oneway", "an owner that cannot reach its buddy serves with one copy (Degrade)", nil},
-	}
-}
+// knownFailing lists the scenarios that fail at the code as it is, each
+// with why: none since the ownership work (issue #11). Until then every
+// scenario but kill9-buddy, pause's partition caveat and the joins failed:
+// see bench/README.md for the counts at 4df42d2.
+func knownFailing() []knownFailure { return nil }
 
 // knownFailureOf returns the entry of scenario name.
 func knownFailureOf(name string) (knownFailure, bool) {
