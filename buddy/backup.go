@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/core"
@@ -16,6 +17,8 @@ import (
 // it handed out.
 type backups struct {
 	seed   maphash.Seed
+	max    int          // most copies held; 0: no bound
+	copies atomic.Int64 // copies held, fences not counted
 	shards [32]backupShard
 }
 
@@ -59,14 +62,36 @@ const (
 	ignored         // old or duplicate
 	gap             // the delta does not follow the held version
 	fenced          // another node owns the session under a newer epoch
+	full            // a new copy, and the node holds the most copies it may
 )
 
-func newBackups() *backups {
-	b := &backups{seed: maphash.MakeSeed()}
+func newBackups(max int) *backups {
+	b := &backups{seed: maphash.MakeSeed(), max: max}
 	for i := range b.shards {
 		b.shards[i].m = make(map[string]*backup)
 	}
 	return b
+}
+
+// set stores bk under id in sh (locked), keeping the count of copies.
+func (b *backups) set(sh *backupShard, id string, bk *backup) {
+	if old, ok := sh.m[id]; ok && !old.fence() {
+		b.copies.Add(-1)
+	}
+	if !bk.fence() {
+		b.copies.Add(1)
+	}
+	sh.m[id] = bk
+}
+
+// del removes id from sh (locked), keeping the count of copies.
+func (b *backups) del(sh *backupShard, id string) {
+	if old, ok := sh.m[id]; ok {
+		if !old.fence() {
+			b.copies.Add(-1)
+		}
+		delete(sh.m, id)
+	}
 }
 
 func (b *backups) shard(id string) *backupShard {
@@ -113,12 +138,15 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 		if cur != nil && cur.epoch == c.Epoch && cur.version > c.Version {
 			return ignored, wire.Fence{}
 		}
+		if cur == nil && b.max > 0 && b.copies.Load() >= int64(b.max) {
+			return full, wire.Fence{}
+		}
 		bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: make(map[string][]byte, len(c.Set)),
 			created: c.Created.UnixNano(), accessed: c.Accessed.UnixNano()}
 		for _, a := range c.Set {
 			bk.attrs[a.Key] = a.Value
 		}
-		sh.m[c.ID] = bk
+		b.set(sh, c.ID, bk)
 		return applied, wire.Fence{}
 	case wire.KindDelta:
 		if cur == nil || cur.epoch != c.Epoch {
@@ -149,7 +177,7 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 		if cur == nil {
 			return ignored, wire.Fence{} // gone already
 		}
-		sh.m[c.ID] = cur.endedFence(max(c.Epoch, cur.epoch))
+		b.set(sh, c.ID, cur.endedFence(max(c.Epoch, cur.epoch)))
 		return applied, wire.Fence{}
 	case wire.KindTouch:
 		if cur == nil || cur.epoch != c.Epoch {
@@ -172,7 +200,7 @@ func (b *backups) end(id, owner string) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.owner == owner {
-		sh.m[id] = bk.endedFence(bk.epoch)
+		b.set(sh, id, bk.endedFence(bk.epoch))
 	}
 	sh.mu.Unlock()
 }
@@ -183,7 +211,7 @@ func (b *backups) end(id, owner string) {
 func (b *backups) endHere(id, self string, epoch uint64, now int64) {
 	sh := b.shard(id)
 	sh.mu.Lock()
-	sh.m[id] = &backup{owner: self, epoch: epoch, created: now, accessed: now, ended: true}
+	b.set(sh, id, &backup{owner: self, epoch: epoch, created: now, accessed: now, ended: true})
 	sh.mu.Unlock()
 }
 
@@ -221,7 +249,7 @@ func (b *backups) handOut(id, owner, to string) (*core.Change, bool) {
 		return nil, false
 	}
 	c := bk.change(id)
-	sh.m[id] = &backup{owner: bk.owner, epoch: bk.epoch + 1, version: bk.version, created: bk.created, accessed: bk.accessed, movedTo: to}
+	b.set(sh, id, &backup{owner: bk.owner, epoch: bk.epoch + 1, version: bk.version, created: bk.created, accessed: bk.accessed, movedTo: to})
 	return c, true
 }
 
@@ -232,7 +260,7 @@ func (b *backups) dropOlder(id string, epoch uint64) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.epoch <= epoch {
-		delete(sh.m, id)
+		b.del(sh, id)
 	}
 	sh.mu.Unlock()
 }
@@ -248,7 +276,7 @@ func (b *backups) restore(owner string, inc uint64, c *core.Change) {
 	for _, a := range c.Set {
 		bk.attrs[a.Key] = a.Value
 	}
-	sh.m[c.ID] = bk
+	b.set(sh, c.ID, bk)
 }
 
 // removeFrom drops the copy of id if owner sent it.
@@ -257,7 +285,7 @@ func (b *backups) removeFrom(id, owner string) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.owner == owner {
-		delete(sh.m, id)
+		b.del(sh, id)
 		return true
 	}
 	return false
@@ -295,7 +323,7 @@ func (b *backups) expire(now, idle, life int64) int {
 		sh.mu.Lock()
 		for id, bk := range sh.m {
 			if bk.accessed+idle <= now || bk.created+life <= now {
-				delete(sh.m, id)
+				b.del(sh, id)
 				if !bk.fence() {
 					n++
 				}
@@ -307,20 +335,7 @@ func (b *backups) expire(now, idle, life int64) int {
 }
 
 // len returns the number of copies held, fences not counted.
-func (b *backups) len() int {
-	n := 0
-	for i := range b.shards {
-		sh := &b.shards[i]
-		sh.mu.Lock()
-		for _, bk := range sh.m {
-			if !bk.fence() {
-				n++
-			}
-		}
-		sh.mu.Unlock()
-	}
-	return n
-}
+func (b *backups) len() int { return int(b.copies.Load()) }
 
 // ids returns the IDs of the copies held for owner ("" for every owner),
 // sorted; fences are not copies.

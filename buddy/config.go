@@ -147,11 +147,28 @@ type Config struct {
 	// Dial opens the TCP connections to peers. Default a net.Dialer with a
 	// 2 s timeout. Tests inject faults here.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// MaxBodySize bounds a replication request body as received. Default
-	// 16 MiB.
+	// MaxBodySize bounds one replication message as received (a batch
+	// stream's frame); other requests (fetch, ping, transfer, leave) are
+	// bounded to 4 KiB. Default 4 MiB.
 	MaxBodySize int
-	// MaxDecodedSize bounds a batch after decompression. Default 64 MiB.
+	// MaxDecodedSize bounds a batch after decompression. Default 8 MiB.
+	// A node decodes at most four batches of that size at once; more wait
+	// their turn as a refusal (503 busy) their sender retries.
 	MaxDecodedSize int
+	// MaxUnauthenticated bounds the bytes of requests not authenticated
+	// yet that the node holds at once, across every connection: a frame or
+	// body beyond it is refused (503, Stats().Rejected["busy"]), so that
+	// whoever can connect cannot make the node hold more. Default 4 times
+	// MaxBodySize.
+	MaxUnauthenticated int
+	// MaxBackups bounds the backup copies the node holds for other nodes
+	// (fences of handed-out or ended sessions not counted). A new copy
+	// beyond it is refused (Stats().BackupsRefused): its session has one
+	// copy, and its owner's synchronous commit fails or degrades per
+	// OnReplicationError. Default 2,000,000, twice core's default
+	// MaxSessions: a node backs up its predecessor, and takes a leaving
+	// node's sessions over.
+	MaxBackups int
 	// Limits bound what a decoded batch may hold. Default DefaultLimits().
 	Limits Limits
 	// Logger receives the node's log records. Default: discarded. The
@@ -288,8 +305,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxBatchRecords", &cfg.MaxBatchRecords, 1024},
 		{"MaxBatchBytes", &cfg.MaxBatchBytes, 1 << 20},
 		{"QueueSize", &cfg.QueueSize, 65536},
-		{"MaxBodySize", &cfg.MaxBodySize, 16 << 20},
-		{"MaxDecodedSize", &cfg.MaxDecodedSize, 64 << 20},
+		{"MaxBodySize", &cfg.MaxBodySize, 4 << 20},
+		{"MaxDecodedSize", &cfg.MaxDecodedSize, 8 << 20},
+		{"MaxUnauthenticated", &cfg.MaxUnauthenticated, 0},
+		{"MaxBackups", &cfg.MaxBackups, 2_000_000},
 	}
 	if cfg.TransferRate == 0 {
 		cfg.TransferRate = 64 << 20
@@ -301,6 +320,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		if *n.n == 0 {
 			*n.n = n.def
 		}
+	}
+	if cfg.MaxUnauthenticated == 0 {
+		cfg.MaxUnauthenticated = 4 * cfg.MaxBodySize
+	}
+	if cfg.MaxUnauthenticated < cfg.MaxBodySize {
+		return bad("MaxUnauthenticated %d is below MaxBodySize %d: no frame could be read", cfg.MaxUnauthenticated, cfg.MaxBodySize)
 	}
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()

@@ -179,7 +179,7 @@ func (s *search) visit(ctx context.Context, queue []candidate) {
 		var err error
 		if c.id == s.n.cfg.ID {
 			rep = s.n.takeLocal(s.id)
-		} else if rep, err = s.n.ask(ctx, c.id, s.id); err != nil {
+		} else if rep, err = s.n.ask(ctx, c.id, s.id, s.route.Proof); err != nil {
 			s.silent[c.id] = true
 			if strings.HasSuffix(c.source, redirected) || c.id == s.movedTo {
 				s.named[c.id] = true
@@ -240,7 +240,7 @@ func (s *search) scan(ctx context.Context) {
 	for i, p := range peers {
 		s.tried[p.ID] = true
 		wg.Go(func() {
-			rep, err := s.n.ask(ctx, p.ID, s.id)
+			rep, err := s.n.ask(ctx, p.ID, s.id, s.route.Proof)
 			answers[i] = answer{p.ID, rep, err}
 		})
 	}
@@ -309,13 +309,14 @@ func (n *Node) takeLocal(id string) wire.FetchReply {
 	return wire.FetchReply{Status: wire.FetchNone}
 }
 
-// ask requests session id from peer pid; err means it did not answer.
-func (n *Node) ask(ctx context.Context, pid, id string) (wire.FetchReply, error) {
+// ask requests session id from peer pid, showing the request's cookie
+// (proof); err means it did not answer.
+func (n *Node) ask(ctx context.Context, pid, id, proof string) (wire.FetchReply, error) {
 	p, known := n.view.peer(pid)
 	if !known {
 		return wire.FetchReply{}, fmt.Errorf("buddy: unknown peer %q", pid)
 	}
-	out, _, err := n.call(ctx, p, pathFetch, wire.MsgFetch, wire.AppendFetch(nil, wire.Fetch{Incarnation: n.incarnation, ID: id}))
+	out, _, err := n.call(ctx, p, pathFetch, wire.MsgFetch, wire.AppendFetch(nil, wire.Fetch{Incarnation: n.incarnation, Proof: proof, ID: id}))
 	if err == nil {
 		var rep wire.FetchReply
 		if rep, err = wire.DecodeFetchReply(out, id, n.cfg.Limits); err == nil {

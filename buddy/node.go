@@ -73,6 +73,9 @@ type Node struct {
 	probesOff   chan struct{} // closed by Shutdown before it announces the leave
 	release     chan struct{} // signals releaseLoop
 	helloProbes probeSet      // peers pinged back after their first ping
+	unauth      budget        // bytes held for requests not authenticated yet
+	decoding    budget        // bytes held for batches being decompressed
+	logs        logLimit      // rate limit of the rejection log lines
 
 	mgr atomic.Pointer[core.Manager]
 	// lastDegradedLog rate-limits the log line of degraded commits.
@@ -121,10 +124,12 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
 		view: newView(cfg.ID, cfg.Zone, cfg.Peers), windows: windowSet{m: make(map[string]*wire.ReplayWindow), boots: make(map[string]uint64)},
-		backups: newBackups(), stop: make(chan struct{}), probesOff: make(chan struct{}), release: make(chan struct{}, 1),
+		backups: newBackups(cfg.MaxBackups), stop: make(chan struct{}), probesOff: make(chan struct{}), release: make(chan struct{}, 1),
 		incarnation: uint64(time.Now().UnixNano()),
 	}
 	n.handoff.seed = maphash.MakeSeed()
+	n.unauth.max = int64(cfg.MaxUnauthenticated)
+	n.decoding.max = 4 * int64(cfg.MaxDecodedSize)
 	for n.boot == 0 {
 		var b [8]byte
 		_, _ = rand.Read(b[:]) // never fails (Go 1.24+)
@@ -233,7 +238,10 @@ func (n *Node) listen() error {
 		Protocols:         &protos,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+		// A peer needs a batch stream and a few requests at once; more
+		// streams per connection only serve whoever would hold them open.
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConn},
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	tr := &http.Transport{
 		Protocols:           &protos,
@@ -269,6 +277,10 @@ func (n *Node) listen() error {
 	}()
 	return nil
 }
+
+// maxStreamsPerConn bounds the concurrent streams of one connection to the
+// replication port (Go's default is 250).
+const maxStreamsPerConn = 32
 
 // spawn runs f in a goroutine that Close waits for, unless the node is
 // closed already.
@@ -454,7 +466,7 @@ func (n *Node) Stats() Stats {
 		Latency: c.latency.snapshot(), QueueDepth: depth, QueueOverflows: c.queueOverflows.Load(),
 		SendErrors: c.sendErrors.Load(), Degraded: c.degraded.Load(), DegradedAlone: c.degradedAlone.Load(), FullCopies: c.fullCopies.Load(),
 		Resyncs: resync, Backups: n.backups.len(), RecordsApplied: c.recordsApplied.Load(),
-		RecordsIgnored: c.recordsIgnored.Load(), GapsReported: c.gapsReported.Load(), RecordsFenced: c.recordsFenced.Load(),
+		RecordsIgnored: c.recordsIgnored.Load(), GapsReported: c.gapsReported.Load(), RecordsFenced: c.recordsFenced.Load(), BackupsRefused: c.backupsRefused.Load(),
 		BytesReceived: c.bytesReceived.Load(), BackupsExpired: c.backupsExpired.Load(),
 		Rejected: make(map[string]uint64), Fetches: make(map[string]uint64),
 		Failovers: c.failovers.Load(), OwnershipMoves: c.ownershipMoves.Load(), Promoted: c.promoted.Load(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"net/http"
 	"sync"
 	"time"
 
@@ -74,6 +75,11 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 	f, err := wire.DecodeFetch(payload)
 	if err != nil {
 		return nil, malformed(err)
+	}
+	if m := n.mgr.Load(); m != nil && !m.Proves(f.ID, f.Proof) {
+		// Only a request that brought the session's cookie takes it: the
+		// cluster key alone does not.
+		return nil, &rejection{http.StatusForbidden, RejectProof, fmt.Errorf("fetch of %s without a cookie of it", f.ID)}
 	}
 	rep := n.handOver(from, f.Incarnation, f.ID)
 	switch rep.Status {
@@ -177,7 +183,9 @@ func (n *Node) applyBatch(from string, recs []wire.Record) wire.BatchReply {
 	var reply wire.BatchReply
 	m := n.mgr.Load()
 	inc := n.view.incarnation(from)
+	now := n.cfg.Now()
 	for _, r := range recs {
+		clampTimes(r.Change, now)
 		if m != nil {
 			if st, owned := m.Owned(r.Change.ID); owned {
 				if r.Change.Epoch <= st.Epoch {
@@ -208,9 +216,28 @@ func (n *Node) applyBatch(from string, recs []wire.Record) wire.BatchReply {
 		case fenced:
 			n.stats.recordsFenced.Add(1)
 			reply.Fenced = append(reply.Fenced, f)
+		case full:
+			n.stats.backupsRefused.Add(1)
+			reply.Refused = append(reply.Refused, r.Change.ID)
 		}
 	}
 	return reply
+}
+
+// maxClockSkew is how far ahead of this node's clock a peer's timestamps
+// may be; later ones are taken as now, so that no copy outlives its
+// session by more.
+const maxClockSkew = time.Hour
+
+// clampTimes brings a record's timestamps from the future back to now.
+func clampTimes(c *core.Change, now time.Time) {
+	limit := now.Add(maxClockSkew)
+	if c.Accessed.After(limit) {
+		c.Accessed = now
+	}
+	if c.Created.After(limit) {
+		c.Created = now
+	}
 }
 
 // lost handles the buddy's refusal of sessions that another node owns
@@ -267,6 +294,10 @@ func (n *Node) onTransfer(from string, payload []byte) ([]byte, error) {
 func (n *Node) promoteOne(m *core.Manager, id, owner string) bool {
 	unlock := n.handoff.lock(id)
 	defer unlock()
+	if _, owned := m.Owned(id); owned {
+		n.backups.removeFrom(id, owner) // this node's own copy is the newer
+		return false
+	}
 	c, ok := n.backups.handOut(id, owner, n.cfg.ID)
 	if !ok {
 		return false

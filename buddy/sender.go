@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,10 @@ type batch struct {
 	// another node owns them now: their commits fail. Written before done
 	// is closed.
 	fenced map[string]bool
+	// refused holds the sessions whose new copies the buddy did not take
+	// (it is full): their commits have one copy. Written before done is
+	// closed.
+	refused map[string]bool
 
 	// One timer per batch, not per waiting commit, bounds the waits: it
 	// starts with the first Wait and is stopped once the batch is done.
@@ -568,6 +573,18 @@ func (s *sender) send(to Peer, b *batch) (int, error) {
 			b.markFenced(ids)
 			reply.NeedFull = deleteAll(reply.NeedFull, b.fenced)
 		}
+		if len(reply.Refused) > 0 {
+			if b.refused == nil {
+				b.refused = make(map[string]bool, len(reply.Refused))
+			}
+			for _, id := range reply.Refused {
+				b.refused[id] = true
+			}
+			// Sent again later, when the buddy may have room: not at once,
+			// which would only spin.
+			ids := slices.Clone(reply.Refused)
+			time.AfterFunc(refusedRetry, func() { s.addResync(ids) })
+		}
 		if len(reply.NeedFull) == 0 {
 			return total, nil
 		}
@@ -578,6 +595,13 @@ func (s *sender) send(to Peer, b *batch) (int, error) {
 		n.stats.fullCopies.Add(uint64(len(recs)))
 	}
 }
+
+// refusedRetry is when sessions a full buddy refused are sent again.
+const refusedRetry = 5 * time.Second
+
+// errBuddyFull is the cause of a commit whose session's copy the buddy
+// refused: it holds the most copies it may (Config.MaxBackups).
+var errBuddyFull = errors.New("buddy: the buddy holds the most backup copies it may")
 
 // deleteAll removes from ids those in drop.
 func deleteAll(ids []string, drop map[string]bool) []string {
@@ -610,6 +634,9 @@ func (a *ack) Wait(ctx context.Context) error {
 		}
 		if isDone(a.b) && a.b.fenced[a.id] {
 			return fmt.Errorf("%w: session %s is owned by another node now", core.ErrSessionMoved, a.id)
+		}
+		if err == nil && isDone(a.b) && a.b.refused[a.id] {
+			err = errBuddyFull
 		}
 	}
 	if err == nil {

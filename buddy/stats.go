@@ -34,6 +34,7 @@ type Stats struct {
 	RecordsIgnored uint64 // old or duplicate records
 	GapsReported   uint64 // deltas that did not match the backup's version
 	RecordsFenced  uint64 // records refused: another node owns their session under a newer epoch
+	BackupsRefused uint64 // new copies not taken: the node held MaxBackups
 	BytesReceived  uint64
 	Rejected       map[string]uint64 // requests rejected, by reason
 	BackupsExpired uint64
@@ -115,18 +116,21 @@ const (
 	RejectBomb      = "decompression_limit"
 	RejectMethod    = "method"
 	RejectStale     = "stale" // names an incarnation of the sender that is not the current one
+	RejectBusy      = "busy"  // beyond the bytes held for unauthenticated requests (or for decoding)
+	RejectSlow      = "slow"  // a body that did not come within ReplicationTimeout
+	RejectProof     = "proof" // a fetch without a valid cookie of the session
 )
 
-var rejectReasons = []string{RejectTooLarge, RejectAuth, RejectReplay, RejectUnknown, RejectMalformed, RejectVersion, RejectBomb, RejectMethod, RejectStale}
+var rejectReasons = []string{RejectTooLarge, RejectAuth, RejectReplay, RejectUnknown, RejectMalformed, RejectVersion, RejectBomb, RejectMethod, RejectStale, RejectBusy, RejectSlow, RejectProof}
 
 type counters struct {
 	recordsSent, bytesRaw, bytesWire, batches, acks             atomic.Uint64
 	queueOverflows, sendErrors, degraded, fullCopies            atomic.Uint64
 	degradedAlone                                               atomic.Uint64
 	recordsApplied, recordsIgnored, gapsReported, bytesReceived atomic.Uint64
-	recordsFenced, backupsExpired                               atomic.Uint64
+	recordsFenced, backupsExpired, backupsRefused               atomic.Uint64
 	batchSizes, latency                                         hist
-	rejected                                                    [9]atomic.Uint64
+	rejected                                                    [12]atomic.Uint64
 	failovers, ownershipMoves, promoted, ringChanges            atomic.Uint64
 	handedOut, fetchPending, fencedLocal, pauses, mismatches    atomic.Uint64
 	transferSessions, transferBytes, drains                     atomic.Uint64

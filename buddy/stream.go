@@ -3,7 +3,6 @@ package buddy
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +44,12 @@ const streamIdle = 2 * time.Minute
 // order with a frame (uvarint status, uvarint length, bytes): 200 and the
 // sealed reply, or a rejection's status and reason, after which it ends
 // the stream.
+//
+// A frame's bytes are held only within the node's budget of
+// unauthenticated bytes, taken before its body is read and given back once
+// the envelope opened (or failed to): a frame beyond the budget is refused
+// (503 busy). Between frames the stream may idle for streamIdle; once a
+// frame began, the rest of it must come within ReplicationTimeout.
 func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.ProtoMajor != 2 {
 		n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
@@ -56,32 +61,39 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	if err := rc.Flush(); err != nil {
 		return
 	}
-	br := bufio.NewReader(r.Body)
+	br := bufio.NewReaderSize(r.Body, 512)
 	bodyBuf, plainBuf := n.bufs.get(), n.bufs.get()
 	defer n.bufs.put(bodyBuf)
 	defer n.bufs.put(plainBuf)
 	for {
 		_ = rc.SetReadDeadline(time.Now().Add(n.cfg.streamIdle))
-		size, err := binary.ReadUvarint(br)
-		if err != nil {
+		size, err := wire.ReadFrameSize(br, n.cfg.MaxBodySize)
+		switch {
+		case errors.Is(err, wire.ErrFrameTooLarge):
+			n.rejectFrame(w, rc, &rejection{http.StatusRequestEntityTooLarge, RejectTooLarge, err})
+			return
+		case err != nil:
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && r.Context().Err() == nil {
-				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("stream frame length: %w", err)})
+				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, err})
 			}
 			return // EOF: the sender closed the stream; or it stayed idle
 		}
-		if size > uint64(n.cfg.MaxBodySize) {
-			n.rejectFrame(w, rc, &rejection{http.StatusRequestEntityTooLarge, RejectTooLarge, fmt.Errorf("stream frame of %d bytes exceeds %d", size, n.cfg.MaxBodySize)})
+		if !n.unauth.take(size) {
+			n.rejectFrame(w, rc, &rejection{http.StatusServiceUnavailable, RejectBusy,
+				fmt.Errorf("a frame of %d bytes would exceed the %d bytes held for unauthenticated requests", size, n.unauth.max)})
 			return
 		}
-		body, err := readExactly((*bodyBuf)[:0], br, size)
+		_ = rc.SetReadDeadline(time.Now().Add(n.cfg.ReplicationTimeout))
+		body, err := readExactly((*bodyBuf)[:0], br, uint64(size))
 		*bodyBuf = body
 		if err != nil {
-			if r.Context().Err() == nil {
+			n.unauth.give(size)
+			if r.Context().Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("stream frame: %w", err)})
 			}
 			return
 		}
-		reply, rej := n.serve(wire.MsgBatch, n.onBatch, body, plainBuf, (*bodyBuf)[:0])
+		reply, rej := n.serve(wire.MsgBatch, n.onBatch, body, plainBuf, (*bodyBuf)[:0], func() { n.unauth.give(size) })
 		*bodyBuf = reply
 		if rej != nil {
 			n.rejectFrame(w, rc, rej)
@@ -95,10 +107,8 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 
 // writeFrame sends one reply frame: uvarint status, uvarint length, body.
 func writeFrame(w http.ResponseWriter, rc *http.ResponseController, status int, body []byte) error {
-	var hdr [2 * binary.MaxVarintLen64]byte
-	h := binary.AppendUvarint(hdr[:0], uint64(status))
-	h = binary.AppendUvarint(h, uint64(len(body)))
-	if _, err := w.Write(h); err != nil { // the response writer buffers: no extra packet
+	var hdr [wire.MaxFrameHeader]byte
+	if _, err := w.Write(wire.AppendReplyHeader(hdr[:0], status, len(body))); err != nil { // the response writer buffers: no extra packet
 		return err
 	}
 	if _, err := w.Write(body); err != nil {
@@ -122,7 +132,7 @@ func readExactly(dst []byte, r io.Reader, size uint64) ([]byte, error) {
 // frame.
 func (n *Node) rejectFrame(w http.ResponseWriter, rc *http.ResponseController, rej *rejection) {
 	n.stats.reject(rej.reason)
-	n.log.Warn("buddy: stream request rejected", "reason", rej.reason, "err", rej.err)
+	n.logs.warn(n.log, rej.reason, "buddy: stream request rejected", "reason", rej.reason, "err", rej.err)
 	_ = writeFrame(w, rc, rej.status, []byte(rej.reason))
 }
 
@@ -203,18 +213,11 @@ func (st *batchStream) roundTrip(frame []byte, maxReply int, timeout time.Durati
 	if _, err := st.pw.Write(frame); err != nil {
 		return fail(err)
 	}
-	status, err := binary.ReadUvarint(st.br)
+	status, size, err := wire.ReadReplyHeader(st.br, maxReply)
 	if err != nil {
 		return fail(err)
 	}
-	size, err := binary.ReadUvarint(st.br)
-	if err != nil {
-		return fail(err)
-	}
-	if size > uint64(maxReply) {
-		return fail(fmt.Errorf("reply of %d bytes exceeds %d", size, maxReply))
-	}
-	data, err := readExactly(nil, st.br, size)
+	data, err := readExactly(nil, st.br, uint64(size))
 	if err != nil {
 		return fail(err)
 	}

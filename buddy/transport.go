@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/tandemsession/tandem/buddy/wire"
@@ -64,30 +65,52 @@ func (r *rejection) Error() string { return fmt.Sprintf("%s: %v", r.reason, r.er
 // returns the reply payload.
 type handler func(from string, payload []byte) ([]byte, error)
 
+// maxCallBody bounds the body of a request other than a batch stream
+// (fetch, ping, transfer, leave): all of them are small.
+const maxCallBody = 4 << 10
+
 // endpoint wraps a handler of opened payloads: it bounds and opens the
 // request, authenticates the sender, rejects replays, and seals the reply.
+// The body must come within ReplicationTimeout, and is held within the
+// node's budget of unauthenticated bytes.
 func (n *Node) endpoint(typ wire.MsgType, handle handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.ProtoMajor != 2 {
 			n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
 			return
 		}
+		if !n.unauth.take(maxCallBody) {
+			n.reject(w, &rejection{http.StatusServiceUnavailable, RejectBusy, fmt.Errorf("the %d bytes held for unauthenticated requests are taken", n.unauth.max)})
+			return
+		}
+		released := false
+		release := func() {
+			if !released {
+				released = true
+				n.unauth.give(maxCallBody)
+			}
+		}
+		defer release()
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(n.cfg.ReplicationTimeout))
 		bodyBuf, plainBuf := n.bufs.get(), n.bufs.get()
 		defer n.bufs.put(bodyBuf)
 		defer n.bufs.put(plainBuf)
-		body, err := appendBody((*bodyBuf)[:0], http.MaxBytesReader(w, r.Body, int64(n.cfg.MaxBodySize)), r.ContentLength)
+		body, err := appendBody((*bodyBuf)[:0], http.MaxBytesReader(w, r.Body, maxCallBody), min(r.ContentLength, maxCallBody))
 		*bodyBuf = body
 		if err != nil {
 			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
+			switch {
+			case errors.As(err, &tooBig):
 				n.reject(w, &rejection{http.StatusRequestEntityTooLarge, RejectTooLarge, err})
-			} else {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				n.reject(w, &rejection{http.StatusRequestTimeout, RejectSlow, err})
+			default:
 				n.reject(w, &rejection{http.StatusBadRequest, RejectMalformed, err})
 			}
 			return
 		}
 		// The body is spent once opened: the sealed reply reuses it.
-		reply, rej := n.serve(typ, handle, body, plainBuf, body[:0])
+		reply, rej := n.serve(typ, handle, body, plainBuf, body[:0], release)
 		if rej != nil {
 			n.reject(w, rej)
 			return
@@ -101,7 +124,9 @@ func (n *Node) endpoint(typ wire.MsgType, handle handler) http.Handler {
 // serve opens one sealed request of type typ (into plain), authenticates
 // its sender, rejects replays, runs handle and appends the sealed reply to
 // dst.
-func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byte, dst []byte) ([]byte, *rejection) {
+// authenticated is called once the envelope opened, or failed to: its
+// bytes are no longer held for an unauthenticated peer.
+func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byte, dst []byte, authenticated func()) ([]byte, *rejection) {
 	n.stats.bytesReceived.Add(uint64(len(body)))
 	h, payload, err := n.sealer.Open((*plain)[:0], body, n.boot)
 	if errors.Is(err, wire.ErrAuth) && typ == wire.MsgPing {
@@ -112,6 +137,7 @@ func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byt
 			handle = n.onHello
 		}
 	}
+	authenticated()
 	*plain = payload
 	if rej := openRejection(err); rej != nil {
 		return dst, rej
@@ -166,12 +192,19 @@ func openRejection(err error) *rejection {
 
 func (n *Node) reject(w http.ResponseWriter, rej *rejection) {
 	n.stats.reject(rej.reason)
-	n.log.Warn("buddy: request rejected", "reason", rej.reason, "err", rej.err)
+	n.logs.warn(n.log, rej.reason, "buddy: request rejected", "reason", rej.reason, "err", rej.err)
 	http.Error(w, rej.reason, rej.status)
 }
 
 // decodeBatch decompresses and decodes a batch payload.
 func (n *Node) decodeBatch(payload []byte) ([]wire.Record, error) {
+	// What a batch decodes to is held within the node's decoding budget,
+	// taken for the most it may decode to: a flood of frames that claim
+	// large contents cannot make the node hold more.
+	if !n.decoding.take(n.cfg.MaxDecodedSize) {
+		return nil, &rejection{http.StatusServiceUnavailable, RejectBusy, fmt.Errorf("the %d bytes for decoding batches are taken", n.decoding.max)}
+	}
+	defer n.decoding.give(n.cfg.MaxDecodedSize)
 	buf := n.bufs.get()
 	defer n.bufs.put(buf)
 	raw, err := n.comp.Decode((*buf)[:0], payload, n.cfg.MaxDecodedSize)

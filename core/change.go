@@ -108,6 +108,16 @@ type Route struct {
 	// Unsaved: the cookie was issued before the session was stored, so
 	// only Owner can hold it.
 	Unsaved bool
+	// Proof is the request's cookie value: a node asked for the session
+	// hands it over only to a request that shows it (Manager.Proves), so
+	// that knowing a session ID, or holding only the cluster key, is not
+	// enough to take a session.
+	Proof string
+}
+
+// sameCookie reports whether r and o would write the same cookie.
+func (r Route) sameCookie(o Route) bool {
+	return r.Owner == o.Owner && r.Backup == o.Backup && r.Epoch == o.Epoch && r.Unsaved == o.Unsaved
 }
 
 // Stamp orders the copies of one session: the higher epoch wins, and

@@ -204,7 +204,7 @@ func (s *Session) writeCookie(h http.Header, now int64) {
 	case s.rec != nil:
 		loc := m.location()
 		loc.Epoch = s.rec.epoch // immutable once the record is stored
-		if s.cookieID == s.id && s.route == loc && !s.staleCookie {
+		if s.cookieID == s.id && s.route.sameCookie(loc) && !s.staleCookie {
 			return
 		}
 		if h == nil {

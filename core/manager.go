@@ -163,7 +163,7 @@ func (m *Manager) Load(r *http.Request) *Session {
 		s.isNew = true
 		return s
 	}
-	s.route = Route{Owner: p.owner, Backup: p.backup, Epoch: p.epoch, Unsaved: p.unsaved}
+	s.route = Route{Owner: p.owner, Backup: p.backup, Epoch: p.epoch, Unsaved: p.unsaved, Proof: v}
 	rec, err := m.lookup(r.Context(), p.id, s.route)
 	if err != nil {
 		s.err = err
@@ -189,7 +189,8 @@ func (m *Manager) Drain() { m.draining.Store(true) }
 
 // Install stores a full copy of a session taken over from another node and
 // makes this node its owner, under the copy's Epoch. A copy older than the
-// one held (by epoch, then version) is ignored.
+// one held (by epoch, then version) is ignored; one that breaks Limits is
+// refused with their error.
 // The cluster (package buddy) calls it; applications do not.
 func (m *Manager) Install(c *Change) error {
 	_, err := m.install(c)
@@ -199,6 +200,17 @@ func (m *Manager) Install(c *Change) error {
 func (m *Manager) install(c *Change) (*record, error) {
 	if !c.Full || !validID(c.ID) {
 		return nil, fmt.Errorf("tandem: install %q: not a full copy of a valid session", c.ID)
+	}
+	// A copy from another node meets this node's limits like a commit.
+	size := 0
+	for _, a := range c.Set {
+		if len(a.Value) > m.cfg.Limits.MaxValueSize {
+			return nil, fmt.Errorf("tandem: install %s: %w: %q is %d bytes, limit %d", c.ID, ErrValueTooLarge, a.Key, len(a.Value), m.cfg.Limits.MaxValueSize)
+		}
+		size += len(a.Key) + len(a.Value)
+	}
+	if err := m.checkSize(len(c.Set), size); err != nil {
+		return nil, fmt.Errorf("tandem: install %s: %w", c.ID, err)
 	}
 	now := m.now()
 	if old, ok := m.store.get(c.ID, now); ok {
@@ -305,4 +317,12 @@ func (m *Manager) Fingerprint() (settings uint64, keys []uint64) {
 		keys = append(keys, binary.BigEndian.Uint64(h.Sum(nil)))
 	}
 	return settings, keys
+}
+
+// Proves reports whether proof, a session cookie's value, is a valid
+// cookie of session id: a node hands a session over only to a peer that
+// shows one (Route.Proof). The cluster (package buddy) calls it.
+func (m *Manager) Proves(id, proof string) bool {
+	p, _, err := m.cookies.decode(proof)
+	return err == nil && p.id == id
 }

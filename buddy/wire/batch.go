@@ -23,6 +23,12 @@ const WireVersion = 2
 // bytes, that a batch, a reply or an envelope may carry.
 const MaxIDLen = 64
 
+// MaxVersion bounds every version and epoch a record carries: a session
+// sees one version per commit and one epoch per move, so no honest record
+// comes near it, and a record beyond it (a member's forgery) is refused
+// before it can hold a copy above every later change, or wrap a counter.
+const MaxVersion = 1 << 48
+
 // Default limits; see DefaultLimits.
 const (
 	defaultMaxRecords = 4096
@@ -100,6 +106,9 @@ type BatchReply struct {
 	// Fenced lists the sessions whose records were refused because
 	// another node owns them under a newer epoch: the sender lost them.
 	Fenced []Fence
+	// Refused lists the sessions whose new copies the backup did not take
+	// because it holds the most copies it may: they have one copy.
+	Refused []string
 }
 
 // Fence names a session that another node owns under a newer epoch.
@@ -256,6 +265,9 @@ func DecodeBatch(b []byte, lim Limits) ([]Record, error) {
 		case KindDelta, KindFull:
 			err = r.decodeChange(c, lim)
 			c.Full = k == KindFull
+			if err == nil && k == KindDelta && c.Version != c.Base+1 {
+				err = r.fail(ErrMalformed, "delta from version %d to %d: a delta moves one version", c.Base, c.Version)
+			}
 		case KindRemove:
 			if c.ID, err = r.id("session ID"); err != nil {
 				break
@@ -266,13 +278,19 @@ func DecodeBatch(b []byte, lim Limits) ([]Record, error) {
 			if c.Version, err = r.uvarint("version"); err != nil {
 				break
 			}
-			c.Epoch, err = r.uvarint("epoch")
+			if c.Epoch, err = r.uvarint("epoch"); err != nil {
+				break
+			}
+			err = r.bounded(c)
 			c.Removed = true
 		case KindTouch:
 			if c.ID, err = r.id("session ID"); err != nil {
 				break
 			}
 			if c.Epoch, err = r.uvarint("epoch"); err != nil {
+				break
+			}
+			if err = r.bounded(c); err != nil {
 				break
 			}
 			var t int64
@@ -312,6 +330,9 @@ func (r *reader) decodeChange(c *core.Change, lim Limits) error {
 		return err
 	}
 	if c.Epoch, err = r.uvarint("epoch"); err != nil {
+		return err
+	}
+	if err := r.bounded(c); err != nil {
 		return err
 	}
 	flags, err := r.byte("flags")
@@ -376,6 +397,9 @@ func AppendReply(dst []byte, rep BatchReply) []byte {
 	for _, f := range rep.Fenced {
 		n += 3*binary.MaxVarintLen64 + len(f.ID) + len(f.Holder)
 	}
+	for _, id := range rep.Refused {
+		n += binary.MaxVarintLen64 + len(id)
+	}
 	dst = slices.Grow(dst, n)
 	dst = append(dst, WireVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(rep.NeedFull)))
@@ -387,6 +411,10 @@ func AppendReply(dst []byte, rep BatchReply) []byte {
 		dst = appendString(dst, f.ID)
 		dst = appendString(dst, f.Holder)
 		dst = binary.AppendUvarint(dst, f.Epoch)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(rep.Refused)))
+	for _, id := range rep.Refused {
+		dst = appendString(dst, id)
 	}
 	return dst
 }
@@ -441,10 +469,32 @@ func DecodeReply(b []byte, lim Limits) (BatchReply, error) {
 		}
 		r.rec = -1
 	}
+	r.item = "refused ID"
+	if n, err = r.count("refused count", minID, lim.MaxRecords, "MaxRecords"); err != nil {
+		return BatchReply{}, err
+	}
+	if n > 0 {
+		rep.Refused = make([]string, n)
+		for i := range rep.Refused {
+			r.rec = i
+			if rep.Refused[i], err = r.id("refused ID"); err != nil {
+				return BatchReply{}, err
+			}
+		}
+		r.rec = -1
+	}
 	if err := r.end(); err != nil {
 		return BatchReply{}, err
 	}
 	return rep, nil
+}
+
+// bounded checks a record's versions and epoch against MaxVersion.
+func (r *reader) bounded(c *core.Change) error {
+	if c.Base >= MaxVersion || c.Version >= MaxVersion || c.Epoch >= MaxVersion {
+		return r.fail(ErrLimit, "version %d (base %d, epoch %d) beyond MaxVersion", c.Version, c.Base, c.Epoch)
+	}
+	return nil
 }
 
 // reader walks an encoded batch or reply. Its methods return errors that

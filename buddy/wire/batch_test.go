@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func wtSampleRecords() []Record {
 		{Kind: KindRemove, Change: &core.Change{ID: "sess-f", Base: 7, Version: 8, Epoch: 2, Removed: true}},
 		{Kind: KindTouch, Change: &core.Change{ID: "sess-g", Epoch: 1 << 40, Accessed: t2}},
 		{Kind: KindTouch, Change: &core.Change{ID: "sess-h"}},
-		{Kind: KindDelta, Change: &core.Change{ID: "sess-i", Base: 1<<64 - 2, Version: 1<<64 - 1,
+		{Kind: KindDelta, Change: &core.Change{ID: "sess-i", Base: MaxVersion - 2, Version: MaxVersion - 1,
 			Created: time.Unix(0, -1), Accessed: time.Unix(0, 1<<62)}},
 	}
 }
@@ -185,7 +186,7 @@ func TestBatchTimes(t *testing.T) {
 		time.Now(), // with a monotonic reading
 	} {
 		recs := []Record{
-			{Kind: KindDelta, Change: &core.Change{ID: "s", Created: tm, Accessed: tm}},
+			{Kind: KindDelta, Change: &core.Change{ID: "s", Version: 1, Created: tm, Accessed: tm}},
 			{Kind: KindTouch, Change: &core.Change{ID: "s", Accessed: tm}},
 		}
 		got, err := DecodeBatch(AppendBatch(nil, recs), DefaultLimits())
@@ -364,6 +365,10 @@ func TestBatchMalformed(t *testing.T) {
 		{"huge key length", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 1, 0, 0, 0, 1), 1<<62), ErrMalformed},
 		{"huge value length", uv(one(byte(KindDelta), 1, 's', 0, 0, 1, 1, 0, 0, 0, 1, 1, 'k'), 1<<40), ErrMalformed},
 		{"huge ID length", uv(one(byte(KindTouch)), 1<<50), ErrMalformed},
+		{"delta skipping versions", one(byte(KindDelta), 1, 's', 0, 3, 7, 1, 0, 0, 0, 0, 0), ErrMalformed},
+		{"version at MaxVersion", append(uv(uv(one(byte(KindDelta), 1, 's', 0), MaxVersion-1), MaxVersion), 1, 0, 0, 0, 0, 0), ErrLimit},
+		{"epoch at MaxVersion", uv(one(byte(KindRemove), 1, 's', 0, 1), MaxVersion), ErrLimit},
+		{"touch epoch at MaxVersion", uv(one(byte(KindTouch), 1, 's'), MaxVersion), ErrLimit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -411,6 +416,7 @@ func TestReplyRoundTrip(t *testing.T) {
 		{NeedFull: []string{"sess-1", "sess-2", strings.Repeat("x", MaxIDLen)}},
 		{Fenced: []Fence{{ID: "sess-3", Holder: "n2", Epoch: 7}, {ID: "sess-4", Epoch: 1 << 63}}},
 		{NeedFull: []string{"a"}, Fenced: []Fence{{ID: "b", Holder: strings.Repeat("h", MaxIDLen)}}},
+		{Refused: []string{"c", "d"}},
 	} {
 		enc := AppendReply([]byte("pre"), rep)
 		if !bytes.HasPrefix(enc, []byte("pre")) {
@@ -436,6 +442,9 @@ func TestReplyRoundTrip(t *testing.T) {
 			if got.Fenced[i] != rep.Fenced[i] {
 				t.Fatalf("got %+v, want %+v", got.Fenced, rep.Fenced)
 			}
+		}
+		if !slices.Equal(got.Refused, rep.Refused) || (len(rep.Refused) == 0) != (got.Refused == nil) {
+			t.Fatalf("got %q, want %q", got.Refused, rep.Refused)
 		}
 		for i := range len(enc) {
 			if _, err := DecodeReply(enc[:i], DefaultLimits()); !errors.Is(err, ErrMalformed) {
@@ -476,6 +485,9 @@ func TestReplyErrors(t *testing.T) {
 	}
 	if _, err := DecodeReply([]byte{WireVersion, 0}, lim); !errors.Is(err, ErrMalformed) {
 		t.Errorf("no fence list: err = %v, want ErrMalformed", err)
+	}
+	if _, err := DecodeReply([]byte{WireVersion, 0, 0}, lim); !errors.Is(err, ErrMalformed) {
+		t.Errorf("no refused list: err = %v, want ErrMalformed", err)
 	}
 	fences := func(n int) BatchReply {
 		var r BatchReply

@@ -132,23 +132,40 @@ type Fetch struct {
 	// holds hands the copy back only to a new incarnation of it (one that
 	// restarted with nothing); the same incarnation lost the session.
 	Incarnation uint64
+	// Proof is the session cookie the asker's request brought, at most
+	// MaxProof bytes: the holder checks it is a cookie of the session.
+	Proof string
 	// ID is the session ID, 1 to MaxIDLen bytes.
 	ID string
 }
 
-// AppendFetch appends the encoding of f: the incarnation (uvarint), then
-// the session ID (the rest).
+// MaxProof bounds a fetch's proof (a session cookie's value).
+const MaxProof = 1024
+
+// AppendFetch appends the encoding of f: the incarnation (uvarint), the
+// proof (uvarint length and bytes), then the session ID (the rest).
 func AppendFetch(dst []byte, f Fetch) []byte {
-	return append(binary.AppendUvarint(dst, f.Incarnation), f.ID...)
+	dst = binary.AppendUvarint(dst, f.Incarnation)
+	dst = appendString(dst, f.Proof)
+	return append(dst, f.ID...)
 }
 
 // DecodeFetch decodes what AppendFetch encodes. Errors wrap ErrMalformed.
 func DecodeFetch(b []byte) (Fetch, error) {
 	inc, k := binary.Uvarint(b)
-	if k <= 0 || len(b)-k == 0 || len(b)-k > MaxIDLen {
+	if k <= 0 {
 		return Fetch{}, fmt.Errorf("%w: fetch payload of %d bytes", ErrMalformed, len(b))
 	}
-	return Fetch{Incarnation: inc, ID: string(b[k:])}, nil
+	b = b[k:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > MaxProof || n > uint64(len(b)-k) {
+		return Fetch{}, fmt.Errorf("%w: fetch proof", ErrMalformed)
+	}
+	proof, id := b[k:k+int(n)], b[k+int(n):]
+	if len(id) == 0 || len(id) > MaxIDLen {
+		return Fetch{}, fmt.Errorf("%w: fetch of a %d-byte ID", ErrMalformed, len(id))
+	}
+	return Fetch{Incarnation: inc, Proof: string(proof), ID: string(id)}, nil
 }
 
 // AppendFetchReply appends the encoding of r: the status byte, then for

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tandemsession/tandem/core"
 )
 
 // Seed corpora live in testdata/fuzz/<FuzzName>/; the f.Add seeds below
@@ -78,8 +81,8 @@ func FuzzDecodeReply(f *testing.F) {
 	f.Add(AppendReply(nil, BatchReply{}))
 	f.Add(AppendReply(nil, BatchReply{NeedFull: []string{"a", "sess-2"}}))
 	f.Add(AppendReply(nil, BatchReply{Fenced: []Fence{{ID: "s", Holder: "n2", Epoch: 4}}}))
-	f.Add([]byte{WireVersion, 1, 0, 0})
-	f.Add([]byte{WireVersion, 2, 1, 'a', 0})
+	f.Add([]byte{WireVersion, 1, 0, 0, 0})
+	f.Add([]byte{WireVersion, 2, 1, 'a', 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rep, err := DecodeReply(b, wtFuzzLimits())
 		if err != nil {
@@ -111,6 +114,9 @@ func FuzzDecodeReply(f *testing.F) {
 			if again.Fenced[i] != fc || fc.ID == "" || len(fc.ID) > MaxIDLen || len(fc.Holder) > MaxIDLen {
 				t.Fatalf("re-encoding decodes differently: %+v != %+v", again.Fenced, rep.Fenced)
 			}
+		}
+		if !slices.Equal(again.Refused, rep.Refused) {
+			t.Fatalf("re-encoding decodes differently: %q != %q", again.Refused, rep.Refused)
 		}
 	})
 }
@@ -184,11 +190,12 @@ func wtSeeds() map[string][]byte {
 		"FuzzDecodeBatch/malformed-unknown-kind":  {WireVersion, 1, 9, 1, 's', 1, 0},
 		"FuzzDecodeBatch/wrong-version":           append([]byte{1}, all[1:]...),
 		"FuzzDecodeReply/valid-empty":             AppendReply(nil, BatchReply{}),
-		"FuzzDecodeReply/valid-ids":               AppendReply(nil, BatchReply{NeedFull: []string{"sess-a", "sess-b"}, Fenced: []Fence{{ID: "sess-c", Holder: "n2", Epoch: 5}}}),
-		"FuzzDecodeReply/malformed-empty-id":      {WireVersion, 1, 0, 0},
+		"FuzzDecodeReply/valid-ids":               AppendReply(nil, BatchReply{NeedFull: []string{"sess-a", "sess-b"}, Fenced: []Fence{{ID: "sess-c", Holder: "n2", Epoch: 5}}, Refused: []string{"sess-d"}}),
+		"FuzzDecodeReply/malformed-empty-id":      {WireVersion, 1, 0, 0, 0},
 		"FuzzDecodeReply/malformed-huge-count":    {WireVersion, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40},
 		"FuzzDecodeReply/malformed-truncated":     {WireVersion, 1, 6, 's', 'e'},
 		"FuzzDecodeReply/malformed-fence":         {WireVersion, 0, 1, 1, 's', 1},
+		"FuzzDecodeReply/malformed-refused":       {WireVersion, 0, 0, 1, 0},
 		"FuzzDecodeReply/wrong-version":           {1, 0},
 	}
 }
@@ -228,6 +235,9 @@ func TestWriteSeeds(t *testing.T) {
 	} {
 		seeds["FuzzOpen/"+name] = b
 	}
+	for name, b := range clusterSeeds() {
+		seeds["FuzzClusterMessages/"+name] = b
+	}
 	for name, b := range seeds {
 		data := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
 		if err := os.WriteFile(filepath.Join("testdata", "fuzz", name), []byte(data), 0o644); err != nil {
@@ -236,9 +246,14 @@ func TestWriteSeeds(t *testing.T) {
 	}
 }
 
-// TestSeedsStored checks that the stored seeds are the ones wtSeeds builds.
+// TestSeedsStored checks that the stored seeds are the ones wtSeeds and
+// clusterSeeds build.
 func TestSeedsStored(t *testing.T) {
-	for name, want := range wtSeeds() {
+	all := wtSeeds()
+	for name, b := range clusterSeeds() {
+		all["FuzzClusterMessages/"+name] = b
+	}
+	for name, want := range all {
 		got, err := wtReadSeed(filepath.Join("testdata", "fuzz", name))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s: stored seed differs (%v): run TANDEM_WRITE_SEEDS=1 go test -run TestWriteSeeds", name, err)
@@ -289,4 +304,101 @@ func wtReadSeed(file string) ([]byte, error) {
 	}
 	s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
 	return []byte(s), err
+}
+
+// FuzzClusterMessages feeds arbitrary payloads to the decoders of the
+// cluster messages and the stream frames (the first byte picks one): they
+// never panic, fail only with wire errors, and what they accept encodes
+// back to a payload that decodes the same.
+func FuzzClusterMessages(f *testing.F) {
+	for _, b := range clusterSeeds() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 {
+			return
+		}
+		which, b := in[0]%6, in[1:]
+		switch which {
+		case 0:
+			p, err := DecodePing(b)
+			if err == nil {
+				again, err := DecodePing(AppendPing(nil, p))
+				if err != nil || again.Incarnation != p.Incarnation || again.Boot != p.Boot || again.Settings != p.Settings ||
+					again.Draining != p.Draining || !slices.Equal(again.CookieKeys, p.CookieKeys) {
+					t.Fatalf("ping %+v re-decodes as %+v, %v", p, again, err)
+				}
+			} else if !errors.Is(err, ErrMalformed) {
+				t.Fatal(err)
+			}
+		case 1:
+			fe, err := DecodeFetch(b)
+			if err == nil {
+				again, err := DecodeFetch(AppendFetch(nil, fe))
+				if err != nil || again != fe {
+					t.Fatalf("fetch %+v re-decodes as %+v, %v", fe, again, err)
+				}
+			} else if !errors.Is(err, ErrMalformed) {
+				t.Fatal(err)
+			}
+		case 2:
+			rep, err := DecodeFetchReply(b, "s", wtFuzzLimits())
+			if err == nil {
+				if _, err := DecodeFetchReply(AppendFetchReply(nil, rep), "s", wtFuzzLimits()); err != nil {
+					t.Fatalf("fetch reply %+v does not re-decode: %v", rep, err)
+				}
+			} else if !wtWireError(err) {
+				t.Fatal(err)
+			}
+		case 3:
+			tr, err := DecodeTransfer(b)
+			if err == nil {
+				if again, err := DecodeTransfer(AppendTransfer(nil, tr)); err != nil || again != tr {
+					t.Fatalf("transfer %+v re-decodes as %+v, %v", tr, again, err)
+				}
+			} else if !errors.Is(err, ErrMalformed) {
+				t.Fatal(err)
+			}
+		case 4:
+			l, err := DecodeLeave(b)
+			if err == nil {
+				if again, err := DecodeLeave(AppendLeave(nil, l)); err != nil || again != l {
+					t.Fatalf("leave %+v re-decodes as %+v, %v", l, again, err)
+				}
+			} else if !errors.Is(err, ErrMalformed) {
+				t.Fatal(err)
+			}
+		case 5:
+			r := bytes.NewReader(b)
+			size, err := ReadFrameSize(r, 1<<10)
+			if err == nil && size > 1<<10 {
+				t.Fatalf("frame of %d bytes above the bound", size)
+			}
+			r = bytes.NewReader(b)
+			if status, n, err := ReadReplyHeader(r, 1<<10); err == nil && (n > 1<<10 || status > 999) {
+				t.Fatalf("reply frame %d/%d beyond its bounds", status, n)
+			}
+		}
+	})
+}
+
+// clusterSeeds are FuzzClusterMessages' seeds: a valid message of each
+// kind (its selector byte first) and a few broken ones.
+func clusterSeeds() map[string][]byte {
+	sel := func(k byte, b []byte) []byte { return append([]byte{k}, b...) }
+	return map[string][]byte{
+		"valid-ping":           sel(0, AppendPing(nil, Ping{Incarnation: 1 << 60, Boot: 7, Settings: 9, CookieKeys: []uint64{1, 2}})),
+		"valid-ping-draining":  sel(0, AppendPing(nil, Ping{Incarnation: 5, Draining: true})),
+		"valid-fetch":          sel(1, AppendFetch(nil, Fetch{Incarnation: 3, Proof: "cookie", ID: "sess-a"})),
+		"valid-fetch-found":    sel(2, AppendFetchReply(nil, FetchReply{Status: FetchFound, Copy: &core.Change{ID: "s", Version: 2, Epoch: 1, Full: true}})),
+		"valid-fetch-redirect": sel(2, AppendFetchReply(nil, FetchReply{Status: FetchRedirect, Redirect: "n2"})),
+		"valid-transfer":       sel(3, AppendTransfer(nil, Transfer{Op: TransferPromote, Incarnation: 11})),
+		"valid-leave":          sel(4, AppendLeave(nil, Leave{Incarnation: 12})),
+		"valid-frame":          sel(5, AppendFrame(nil, []byte("envelope"))),
+		"ping-too-many-keys":   sel(0, append(AppendPing(nil, Ping{Incarnation: 1})[:18], 200)),
+		"fetch-huge-proof":     sel(1, append([]byte{1}, 0xff, 0xff, 0x03)),
+		"fetch-reply-bad":      sel(2, []byte{9}),
+		"transfer-bad-op":      sel(3, []byte{7, 1}),
+		"frame-huge":           sel(5, []byte{0xff, 0xff, 0xff, 0xff, 0x0f}),
+	}
 }
