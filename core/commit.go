@@ -131,7 +131,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		if prevID == "" && m.draining.Load() {
 			return acks, ErrDraining
 		}
-		if !m.store.reserve() {
+		if !m.reserve() {
 			return acks, ErrNodeFull
 		}
 		if s.cookieID == s.id {
@@ -139,6 +139,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		}
 		rec := &record{id: s.ensureID(), attrs: attrs, size: sizeOf(attrs), version: baseVersion + 1, epoch: epoch, created: created}
 		rec.accessed.Store(now)
+		rec.returned.Store(prevID != "") // a renewed session came back: not a first visit
 		rec.mu.Lock()
 		m.store.insert(rec)
 		if m.repl != nil {

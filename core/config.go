@@ -71,8 +71,10 @@ type CookieConfig struct {
 // Limits bound what one session and one node hold. A write that breaks a
 // limit fails with the matching error; nothing is dropped silently.
 type Limits struct {
-	// MaxSessions is the most sessions this node owns at once; creating
-	// one more fails with ErrNodeFull. Default 1,000,000.
+	// MaxSessions is the most sessions this node owns at once. At the
+	// limit, a new session takes the place of a first-visit one (see
+	// Config.FirstVisitIdleTimeout); when there is none, creating it fails
+	// with ErrNodeFull. Default 1,000,000.
 	MaxSessions int
 	// MaxAttributes is the most keys one session holds; more fails with
 	// ErrTooManyAttributes. Default 256.
@@ -96,6 +98,14 @@ type Config struct {
 	// IdleTimeout ends a session that saw no request for this long.
 	// Default 30 minutes.
 	IdleTimeout time.Duration
+	// FirstVisitIdleTimeout ends sooner a session that no request came
+	// back with after the one that created it: a visitor who stored
+	// something once (a cart item, a CSRF token) and left, or a flood of
+	// cookie-less requests. Such first-visit sessions are also the ones
+	// evicted, roughly oldest first, when the node holds MaxSessions, so
+	// that returning users and new logins keep working under a flood.
+	// Default 10 minutes (at most IdleTimeout).
+	FirstVisitIdleTimeout time.Duration
 	// Lifetime ends a session this long after it was created, however busy
 	// it is. Default 24 hours.
 	Lifetime time.Duration
@@ -126,15 +136,16 @@ type Config struct {
 const DefaultRouteCookie = "tandem_node"
 
 const (
-	defaultCookieName     = "tandem"
-	defaultIdleTimeout    = 30 * time.Minute
-	defaultLifetime       = 24 * time.Hour
-	defaultMaxSessions    = 1_000_000
-	defaultMaxAttributes  = 256
-	defaultMaxValueSize   = 256 << 10
-	defaultMaxSessionSize = 1 << 20
-	defaultSweepInterval  = time.Second
-	maxKeyLen             = 1024
+	defaultCookieName            = "tandem"
+	defaultIdleTimeout           = 30 * time.Minute
+	defaultFirstVisitIdleTimeout = 10 * time.Minute
+	defaultLifetime              = 24 * time.Hour
+	defaultMaxSessions           = 1_000_000
+	defaultMaxAttributes         = 256
+	defaultMaxValueSize          = 256 << 10
+	defaultMaxSessionSize        = 1 << 20
+	defaultSweepInterval         = time.Second
+	maxKeyLen                    = 1024
 )
 
 // withDefaults validates cfg and fills in its defaults.
@@ -161,6 +172,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		def  time.Duration
 	}{
 		{"IdleTimeout", &cfg.IdleTimeout, defaultIdleTimeout},
+		{"FirstVisitIdleTimeout", &cfg.FirstVisitIdleTimeout, defaultFirstVisitIdleTimeout},
 		{"Lifetime", &cfg.Lifetime, defaultLifetime},
 		{"SweepInterval", &cfg.SweepInterval, defaultSweepInterval},
 	}

@@ -32,7 +32,11 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestAbsoluteLifetime(t *testing.T) {
-	m, clk := newManager(t, func(c *Config) { c.IdleTimeout = time.Hour; c.Lifetime = 2 * time.Hour })
+	m, clk := newManager(t, func(c *Config) {
+		c.IdleTimeout = time.Hour
+		c.FirstVisitIdleTimeout = time.Hour
+		c.Lifetime = 2 * time.Hour
+	})
 	c, isNew := sessionClient(t, m)
 	c.do("/set")
 	for range 3 {

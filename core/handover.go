@@ -192,6 +192,7 @@ func (m *Manager) lookup(ctx context.Context, id string, route Route) (*record, 
 		switch {
 		case ok && (m.fetcher == nil || !mayBeNewer(route, local, self)):
 			if rec.enter(ctx) {
+				m.store.returned(rec)
 				return rec, nil
 			}
 			if ctx.Err() != nil {
@@ -309,7 +310,7 @@ func (m *Manager) fetchOnce(ctx context.Context, id string, route Route, local *
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	m.stats.fetched.Add(1)
-	if rec.deadline(m.store.idle, m.store.life) <= m.now() {
+	if m.store.deadline(rec) <= m.now() {
 		return nil, nil
 	}
 	if m.repl != nil {

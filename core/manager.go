@@ -47,7 +47,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	m := &Manager{
 		cfg:     cfg,
 		cookies: newCookieCodec(cfg.Cookie.Name, cfg.Keys, cfg.Lifetime, cfg.Now),
-		store:   newStore(int64(cfg.IdleTimeout), int64(cfg.Lifetime), int64(cfg.SweepInterval), cfg.Limits.MaxSessions),
+		store:   newStore(int64(cfg.IdleTimeout), int64(cfg.FirstVisitIdleTimeout), int64(cfg.Lifetime), int64(cfg.SweepInterval), cfg.Limits.MaxSessions),
 		log:     cfg.Logger,
 		repl:    cfg.Replicator,
 		stop:    make(chan struct{}),
@@ -225,7 +225,7 @@ func (m *Manager) install(c *Change) (*record, error) {
 		old.mu.Unlock()
 		m.store.remove(old)
 	}
-	if !m.store.reserve() {
+	if !m.reserve() {
 		return nil, ErrNodeFull
 	}
 	rec := &record{id: c.ID, attrs: make(map[string][]byte, len(c.Set)), version: c.Version, epoch: max(c.Epoch, 1), created: c.Created.UnixNano()}
@@ -234,8 +234,23 @@ func (m *Manager) install(c *Change) (*record, error) {
 	}
 	rec.size = sizeOf(rec.attrs)
 	rec.accessed.Store(c.Accessed.UnixNano())
+	rec.returned.Store(true) // in use on another node: not a first visit
 	m.store.insert(rec)
 	return rec, nil
+}
+
+// reserve claims room for one more session, evicting a first-visit
+// session when the node is full (counted in Stats().Evicted; its copy on
+// the buddy is dropped like an expired one's).
+func (m *Manager) reserve() bool {
+	ok, evicted := m.store.reserve()
+	if evicted != nil {
+		m.stats.evicted.Add(1)
+		if m.repl != nil {
+			m.repl.Replicate(&Change{ID: evicted.id, Base: evicted.version, Version: evicted.version + 1, Removed: true})
+		}
+	}
+	return ok
 }
 
 // Snapshot returns a full copy of a session this node holds, as a Change

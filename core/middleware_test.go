@@ -158,6 +158,7 @@ func TestOverLimitErrors(t *testing.T) {
 			t.Fatalf("Set #%d: %v, want %v", i, errs[i], want[i])
 		}
 	}
+	c.do("/") // a returning session: not evicted for a new one
 	c2 := newClient(t, m, func(w http.ResponseWriter, r *http.Request) {
 		s := FromContext(r.Context())
 		_ = s.Set("x", 1)
@@ -217,6 +218,7 @@ func TestCustomErrorHandler(t *testing.T) {
 	})
 	c, _ := sessionClient(t, m)
 	c.do("/set")
+	c.do("/") // a returning session: not evicted for a new one
 	c2, _ := sessionClient(t, m)
 	rec := c2.do("/set")
 	if rec.Code != http.StatusTeapot || !strings.Contains(rec.Body.String(), "maximum number of sessions") {

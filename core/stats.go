@@ -20,10 +20,13 @@ type Stats struct {
 	// Unavailable counts requests refused with ErrUnavailable because the
 	// node holding their session could not hand it over in time.
 	Unavailable uint64
+	// Evicted counts first-visit sessions (no request came back with them)
+	// removed to make room for a new one when the node held MaxSessions.
+	Evicted uint64
 }
 
 type counters struct {
-	cookiesRejected, fetched, gone, unavailable atomic.Uint64
+	cookiesRejected, fetched, gone, unavailable, evicted atomic.Uint64
 }
 
 // Stats returns the manager's counters.
@@ -35,5 +38,6 @@ func (m *Manager) Stats() Stats {
 		Fetched:         c.fetched.Load(),
 		Gone:            c.gone.Load(),
 		Unavailable:     c.unavailable.Load(),
+		Evicted:         c.evicted.Load(),
 	}
 }

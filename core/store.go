@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"container/heap"
 	"hash/maphash"
 	"maps"
@@ -35,14 +36,25 @@ type record struct {
 	leaving chan struct{}
 	idle    chan struct{}
 	bucket  atomic.Int64 // expiry bucket index; written under the shard's mutex
+	// returned: a request came back with the session after the one that
+	// created it. Until then the session is first-visit: it expires after
+	// the shorter first-visit idle timeout, and is evicted first when the
+	// node is full. prev and next link the shard's first-visit sessions,
+	// oldest first; guarded by the shard's mutex.
+	returned   atomic.Bool
+	prev, next *record
 }
 
 // stamp returns the record's epoch and version. It runs under r.mu.
 func (r *record) stamp() Stamp { return Stamp{Epoch: r.epoch, Version: r.version} }
 
-// deadline is when the record expires, in unix nanoseconds.
-func (r *record) deadline(idle, life int64) int64 {
-	return min(r.accessed.Load()+idle, r.created+life)
+// deadline is when r expires, in unix nanoseconds.
+func (s *store) deadline(r *record) int64 {
+	idle := s.idle
+	if !r.returned.Load() {
+		idle = s.firstIdle
+	}
+	return min(r.accessed.Load()+idle, r.created+s.life)
 }
 
 // touch moves the last access forward (never back).
@@ -61,13 +73,14 @@ func (r *record) touch(now int64) {
 // buckets that are due: its cost grows with what expires, not with what
 // lives.
 type store struct {
-	seed   maphash.Seed
-	idle   int64
-	life   int64
-	width  int64
-	max    int64
-	count  atomic.Int64
-	shards [shardCount]shard
+	seed      maphash.Seed
+	idle      int64
+	firstIdle int64 // idle timeout of a session no request came back with yet
+	life      int64
+	width     int64
+	max       int64
+	count     atomic.Int64
+	shards    [shardCount]shard
 }
 
 type shard struct {
@@ -75,10 +88,13 @@ type shard struct {
 	m       map[string]*record
 	buckets map[int64]map[*record]struct{}
 	due     bucketHeap
+	// first and last are the ends of the list of first-visit sessions,
+	// oldest first.
+	first, last *record
 }
 
-func newStore(idle, life, width int64, max int) *store {
-	s := &store{seed: maphash.MakeSeed(), idle: idle, life: life, width: width, max: int64(max)}
+func newStore(idle, firstIdle, life, width int64, max int) *store {
+	s := &store{seed: maphash.MakeSeed(), idle: idle, firstIdle: min(firstIdle, idle), life: life, width: width, max: int64(max)}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*record)
 		s.shards[i].buckets = make(map[int64]map[*record]struct{})
@@ -96,38 +112,152 @@ func (s *store) get(id string, now int64) (*record, bool) {
 	sh.mu.RLock()
 	r, ok := sh.m[id]
 	sh.mu.RUnlock()
-	if !ok || r.deadline(s.idle, s.life) <= now {
+	if !ok || s.deadline(r) <= now {
 		return nil, false
 	}
 	return r, true
 }
 
-// reserve claims room for one more session.
-func (s *store) reserve() bool {
-	for {
+// reserve claims room for one more session. When the store is full, it
+// evicts a first-visit session, roughly the oldest, that no request holds,
+// and returns it (dead) for the caller to tell the replicator; it reports
+// false when there is none to evict.
+func (s *store) reserve() (ok bool, evicted *record) {
+	for range 3 {
 		n := s.count.Load()
 		if n >= s.max {
-			return false
+			if evicted != nil {
+				continue // another request took the room: evict again
+			}
+			if evicted = s.evict(); evicted == nil {
+				return false, nil
+			}
+			continue
 		}
 		if s.count.CompareAndSwap(n, n+1) {
-			return true
+			return true, evicted
 		}
 	}
+	return false, evicted
+}
+
+// evict removes the oldest first-visit session that no request holds:
+// it looks at the oldest end of each shard's list, oldest shard first.
+func (s *store) evict() *record {
+	type head struct {
+		created int64
+		shard   int
+	}
+	var heads [shardCount]head
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		if sh.first != nil {
+			heads[n] = head{sh.first.created, i}
+			n++
+		}
+		sh.mu.RUnlock()
+	}
+	slices.SortFunc(heads[:n], func(a, b head) int { return cmp.Compare(a.created, b.created) })
+	for _, h := range heads[:n] {
+		if r := s.shards[h.shard].evictOldest(); r != nil {
+			s.count.Add(-1)
+			return r
+		}
+	}
+	return nil
+}
+
+// evictOldest removes and returns the shard's oldest first-visit session
+// that no request holds or hands over, marked dead; nil when there is none.
+func (sh *shard) evictOldest() *record {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for r := sh.first; r != nil; r = r.next {
+		r.mu.Lock()
+		free := r.users == 0 && !r.dead && r.leaving == nil
+		if free {
+			r.dead = true
+		}
+		r.mu.Unlock()
+		if free {
+			sh.unlink(r)
+			delete(sh.m, r.id)
+			sh.unbucket(r)
+			return r
+		}
+	}
+	return nil
+}
+
+// returned records that a request came back with r: it is no longer a
+// first-visit session.
+func (s *store) returned(r *record) {
+	if r.returned.Load() || r.returned.Swap(true) {
+		return
+	}
+	sh := s.shard(r.id)
+	sh.mu.Lock()
+	sh.unlink(r)
+	if sh.m[r.id] == r {
+		// Its deadline moved later: re-file it.
+		sh.unbucket(r)
+		b := s.bucketOf(r)
+		r.bucket.Store(b)
+		sh.addToBucket(r, b)
+	}
+	sh.mu.Unlock()
+}
+
+// push appends r to the shard's first-visit list. It runs under sh.mu.
+func (sh *shard) push(r *record) {
+	r.prev, r.next = sh.last, nil
+	if sh.last != nil {
+		sh.last.next = r
+	} else {
+		sh.first = r
+	}
+	sh.last = r
+}
+
+// unlink takes r off the shard's first-visit list, if it is on it. It runs
+// under sh.mu.
+func (sh *shard) unlink(r *record) {
+	if r.prev == nil && sh.first != r {
+		return // not on the list
+	}
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else {
+		sh.first = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	} else {
+		sh.last = r.prev
+	}
+	r.prev, r.next = nil, nil
 }
 
 // insert adds r, whose room was reserved. A record already under r.id is
-// replaced (and marked dead by the caller beforehand).
+// replaced (and marked dead by the caller beforehand). A record not marked
+// returned is a first-visit session.
 func (s *store) insert(r *record) {
 	sh := s.shard(r.id)
 	b := s.bucketOf(r)
 	sh.mu.Lock()
 	if old, ok := sh.m[r.id]; ok {
 		sh.unbucket(old)
+		sh.unlink(old)
 		s.count.Add(-1)
 	}
 	sh.m[r.id] = r
 	r.bucket.Store(b)
 	sh.addToBucket(r, b)
+	if !r.returned.Load() {
+		sh.push(r)
+	}
 	sh.mu.Unlock()
 }
 
@@ -138,6 +268,7 @@ func (s *store) remove(r *record) {
 	if sh.m[r.id] == r {
 		delete(sh.m, r.id)
 		sh.unbucket(r)
+		sh.unlink(r)
 		s.count.Add(-1)
 	}
 	sh.mu.Unlock()
@@ -161,7 +292,7 @@ func (s *store) touched(r *record) {
 }
 
 func (s *store) bucketOf(r *record) int64 {
-	return r.deadline(s.idle, s.life) / s.width
+	return s.deadline(r) / s.width
 }
 
 // sweep removes every record whose deadline passed and returns them, marked
@@ -178,7 +309,7 @@ func (s *store) sweep(now int64) []*record {
 			delete(sh.buckets, b)
 			for r := range set {
 				r.mu.Lock()
-				if r.deadline(s.idle, s.life) > now {
+				if s.deadline(r) > now {
 					r.mu.Unlock()
 					nb := s.bucketOf(r)
 					r.bucket.Store(nb)
@@ -188,6 +319,7 @@ func (s *store) sweep(now int64) []*record {
 				r.dead = true
 				r.mu.Unlock()
 				delete(sh.m, r.id)
+				sh.unlink(r)
 				s.count.Add(-1)
 				expired = append(expired, r)
 			}

@@ -608,14 +608,22 @@ func nodeFull(t *testing.T, f Frontend) {
 	e := setup(t, f, core.Config{Limits: core.Limits{MaxSessions: 1}})
 	second := NewClient(t, e.srv)
 	e.c.Expect("POST", "/set?k=a&v=1", 200, "ok")
-	resp := second.Expect("POST", "/set?k=a&v=2", 503, "Service Unavailable\n")
+	// A first-visit session makes room for a new one...
+	second.Expect("POST", "/set?k=a&v=2", 200, "ok")
+	e.c.Expect("GET", "/get?k=a", 200, "")
+	if n := e.m.Stats().Evicted; n != 1 {
+		t.Errorf("Stats().Evicted = %d, want 1", n)
+	}
+	// ...a returning one does not.
+	second.Expect("GET", "/get?k=a", 200, "2")
+	resp := e.c.Expect("POST", "/set?k=a&v=1", 503, "Service Unavailable\n")
 	if ck := SessionCookie(resp); ck != nil {
 		t.Errorf("a refused session got cookie %v", ck)
 	}
 	// Reading needs no room, and the existing session still takes writes.
-	second.Expect("GET", "/get?k=a", 200, "")
-	e.c.Expect("POST", "/set?k=b&v=3", 200, "ok")
-	e.c.Expect("GET", "/get?k=a", 200, "1")
+	e.c.Expect("GET", "/get?k=a", 200, "")
+	second.Expect("POST", "/set?k=b&v=3", 200, "ok")
+	second.Expect("GET", "/get?k=a", 200, "2")
 	e.wantLen(t, 1)
 }
 
