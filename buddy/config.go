@@ -155,10 +155,15 @@ type Config struct {
 	// A node decodes at most four batches of that size at once; more wait
 	// their turn as a refusal (503 busy) their sender retries.
 	MaxDecodedSize int
-	// MaxUnauthenticated bounds the bytes of requests not authenticated
-	// yet that the node holds at once, across every connection: a frame or
-	// body beyond it is refused (503, Stats().Rejected["busy"]), so that
-	// whoever can connect cannot make the node hold more. Default 4 times
+	// MaxUnauthenticated bounds the bytes of batch-stream frames not
+	// authenticated yet that the node holds at once, across every
+	// connection: a frame beyond it is refused (503,
+	// Stats().Rejected["busy"]), so that whoever can connect cannot make
+	// the node hold more. Frames of a stream whose first frame
+	// authenticated are held within a second budget of the same size, and
+	// the other requests (pings, fetches, at most 4 KiB each) within a
+	// third one of 1024 requests, so that such a flood cannot starve the
+	// streams already running nor the failure detector. Default 4 times
 	// MaxBodySize.
 	MaxUnauthenticated int
 	// MaxBackups bounds the backup copies the node holds for other nodes

@@ -74,6 +74,8 @@ type Node struct {
 	release     chan struct{} // signals releaseLoop
 	helloProbes probeSet      // peers pinged back after their first ping
 	unauth      budget        // bytes held for requests not authenticated yet
+	authed      budget        // bytes held for frames of streams whose first frame authenticated
+	calls       budget        // bytes held for the bodies of the other requests, not authenticated yet
 	decoding    budget        // bytes held for batches being decompressed
 	logs        logLimit      // rate limit of the rejection log lines
 
@@ -129,6 +131,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.handoff.seed = maphash.MakeSeed()
 	n.unauth.max = int64(cfg.MaxUnauthenticated)
+	n.calls.max = maxCalls * maxCallBody
+	n.authed.max = int64(cfg.MaxUnauthenticated)
 	n.decoding.max = 4 * int64(cfg.MaxDecodedSize)
 	for n.boot == 0 {
 		var b [8]byte
@@ -468,7 +472,8 @@ func (n *Node) Stats() Stats {
 		Resyncs: resync, Backups: n.backups.len(), RecordsApplied: c.recordsApplied.Load(),
 		RecordsIgnored: c.recordsIgnored.Load(), GapsReported: c.gapsReported.Load(), RecordsFenced: c.recordsFenced.Load(), BackupsRefused: c.backupsRefused.Load(),
 		BytesReceived: c.bytesReceived.Load(), BackupsExpired: c.backupsExpired.Load(),
-		Rejected: make(map[string]uint64), Fetches: make(map[string]uint64),
+		Unauthenticated: n.unauth.used.Load() + n.calls.used.Load(),
+		Rejected:        make(map[string]uint64), Fetches: make(map[string]uint64),
 		Failovers: c.failovers.Load(), OwnershipMoves: c.ownershipMoves.Load(), Promoted: c.promoted.Load(),
 		HandedOut: c.handedOut.Load(), FetchPending: c.fetchPending.Load(), FencedLocal: c.fencedLocal.Load(),
 		Pauses: c.pauses.Load(), ConfigMismatches: c.mismatches.Load(),

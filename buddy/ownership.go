@@ -224,14 +224,9 @@ func (n *Node) applyBatch(from string, recs []wire.Record) wire.BatchReply {
 	return reply
 }
 
-// maxClockSkew is how far ahead of this node's clock a peer's timestamps
-// may be; later ones are taken as now, so that no copy outlives its
-// session by more.
-const maxClockSkew = time.Hour
-
 // clampTimes brings a record's timestamps from the future back to now.
 func clampTimes(c *core.Change, now time.Time) {
-	limit := now.Add(maxClockSkew)
+	limit := now.Add(maxClockSkew) // later ones are taken as now: no copy outlives its session by more
 	if c.Accessed.After(limit) {
 		c.Accessed = now
 	}

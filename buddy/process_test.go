@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -13,6 +14,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,19 +40,29 @@ func TestMain(m *testing.M) {
 }
 
 // runChildNode serves testApp on TANDEM_TEST_HTTP with a buddy node on
-// TANDEM_TEST_REPL; peers come as id=addr,id=addr.
+// TANDEM_TEST_REPL; peers come as id=addr,id=addr. Optional knobs:
+// TANDEM_TEST_MAX_SESSIONS, TANDEM_TEST_MAX_BACKUPS and
+// TANDEM_TEST_REPL_TIMEOUT. It logs warnings and errors to stderr, and
+// serves /stats and /backup (see childStats) outside the session
+// middleware.
 func runChildNode() error {
 	var peers []Peer
 	for _, kv := range strings.Split(os.Getenv("TANDEM_TEST_PEERS"), ",") {
 		id, addr, _ := strings.Cut(kv, "=")
 		peers = append(peers, Peer{ID: id, Addr: addr})
 	}
-	node, err := New(Config{ID: os.Getenv("TANDEM_TEST_NODE"), ListenAddr: os.Getenv("TANDEM_TEST_REPL"),
-		Peers: peers, ClusterKeys: [][]byte{testClusterKey}})
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := Config{ID: os.Getenv("TANDEM_TEST_NODE"), ListenAddr: os.Getenv("TANDEM_TEST_REPL"),
+		Peers: peers, ClusterKeys: [][]byte{testClusterKey}, Logger: log}
+	cfg.MaxBackups, _ = strconv.Atoi(os.Getenv("TANDEM_TEST_MAX_BACKUPS"))
+	cfg.ReplicationTimeout, _ = time.ParseDuration(os.Getenv("TANDEM_TEST_REPL_TIMEOUT"))
+	node, err := New(cfg)
 	if err != nil {
 		return err
 	}
-	mgr, err := core.NewManager(core.Config{Keys: []core.KeyPair{testCookieKey}, Replicator: node})
+	mcfg := core.Config{Keys: []core.KeyPair{testCookieKey}, Replicator: node, Logger: log}
+	mcfg.Limits.MaxSessions, _ = strconv.Atoi(os.Getenv("TANDEM_TEST_MAX_SESSIONS"))
+	mgr, err := core.NewManager(mcfg)
 	if err != nil {
 		return err
 	}
@@ -59,10 +73,32 @@ func runChildNode() error {
 		for _, k := range s.Keys() {
 			out[k], _, _ = core.Get[string](s, k)
 		}
+		w.Header().Set("X-Session", s.ID())
 		_ = json.NewEncoder(w).Encode(out)
 	})
 	mux.HandleFunc("/", testApp)
-	srv := &http.Server{Addr: os.Getenv("TANDEM_TEST_HTTP"), Handler: mgr.Middleware(mux)}
+	app := mgr.Middleware(mux)
+	outside := http.NewServeMux()
+	outside.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("gc") {
+			runtime.GC()
+			debug.FreeOSMemory()
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		_ = json.NewEncoder(w).Encode(childStats{Node: node.Stats(), Core: mgr.Stats(), Sessions: mgr.Len(),
+			HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine()})
+	})
+	outside.HandleFunc("/backup", func(w http.ResponseWriter, r *http.Request) {
+		c, owner, ok := node.Backup(r.URL.Query().Get("id"))
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(childBackup{Owner: owner, Version: c.Version, Epoch: c.Epoch, Accessed: c.Accessed})
+	})
+	outside.Handle("/", app)
+	srv := &http.Server{Addr: os.Getenv("TANDEM_TEST_HTTP"), Handler: outside}
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return err
@@ -80,6 +116,23 @@ func runChildNode() error {
 	return err
 }
 
+// childStats is what a child node's /stats answers.
+type childStats struct {
+	Node       Stats
+	Core       core.Stats
+	Sessions   int
+	HeapAlloc  uint64 // after a collection when asked with ?gc
+	Goroutines int
+}
+
+// childBackup is what a child node's /backup?id= answers of its copy.
+type childBackup struct {
+	Owner    string
+	Version  uint64
+	Epoch    uint64
+	Accessed time.Time
+}
+
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,18 +142,38 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// proc is a node running in a child process.
+// proc is a node running in a child process. Its stderr (its log) is
+// kept in log, and written to the test's log if the test fails or
+// TANDEM_TEST_LOG is set.
 type proc struct {
 	id, http string
 	cmd      *exec.Cmd
+	log      *syncBuffer
+	exited   chan struct{}
 }
 
-func startProc(t *testing.T, id, httpAddr, replAddr, peers string) *proc {
+func startProc(t *testing.T, id, httpAddr, replAddr, peers string, env ...string) *proc {
+	t.Helper()
+	p := startProcMaybe(t, id, httpAddr, replAddr, peers, env...)
+	if p == nil {
+		t.Fatalf("node %s did not start", id)
+	}
+	return p
+}
+
+// startProcMaybe starts a node process and waits until it serves; it
+// returns nil if it exited first (its ports were taken, say).
+func startProcMaybe(t *testing.T, id, httpAddr, replAddr, peers string, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TANDEM_TEST_NODE="+id, "TANDEM_TEST_HTTP="+httpAddr,
 		"TANDEM_TEST_REPL="+replAddr, "TANDEM_TEST_PEERS="+peers)
-	cmd.Stderr = os.Stderr
+	cmd.Env = append(cmd.Env, env...)
+	p := &proc{id: id, http: httpAddr, cmd: cmd, log: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.log
+	if os.Getenv("TANDEM_TEST_LOG") != "" {
+		cmd.Stderr = io.MultiWriter(p.log, os.Stderr)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -108,10 +181,11 @@ func startProc(t *testing.T, id, httpAddr, replAddr, peers string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{id: id, http: httpAddr, cmd: cmd}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		p.kill()
+		if t.Failed() {
+			t.Logf("log of %s (pid %d):\n%s", id, cmd.Process.Pid, p.log.String())
+		}
 	})
 	ready := make(chan bool, 1)
 	go func() {
@@ -119,16 +193,35 @@ func startProc(t *testing.T, id, httpAddr, replAddr, peers string) *proc {
 		ok := sc.Scan() && sc.Text() == "READY"
 		ready <- ok
 		_, _ = io.Copy(io.Discard, out)
+		_ = cmd.Wait()
+		close(p.exited)
 	}()
 	select {
 	case ok := <-ready:
 		if !ok {
-			t.Fatalf("node %s did not start", id)
+			return nil
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("node %s did not start in time", id)
 	}
 	return p
+}
+
+// kill ends the process with SIGKILL and waits for it.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+}
+
+// stop ends the process with SIGTERM (a graceful drain) and waits for it.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("node %s did not stop after SIGTERM", p.id)
+	}
 }
 
 // TestSIGKILLedProcessLosesNoAcknowledgedWrite runs three nodes as real
@@ -183,10 +276,7 @@ func TestSIGKILLedProcessLosesNoAcknowledgedWrite(t *testing.T) {
 		write("n1", fmt.Sprintf("k%d", i%10), fmt.Sprint(i))
 	}
 	share("n1")
-	if err := procs["n1"].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = procs["n1"].cmd.Wait()
+	procs["n1"].kill()
 	for i := 31; i <= 60; i++ {
 		node := ids[1+i%2]
 		write(node, fmt.Sprintf("k%d", i%10), fmt.Sprint(i))

@@ -54,8 +54,7 @@ func (b *batch) expiry(d time.Duration) <-chan struct{} {
 	b.expiryOnce.Do(func() {
 		b.expired = make(chan struct{})
 		due := time.Now().Add(d)
-		var fire func()
-		fire = func() {
+		fire := func() {
 			if late := time.Since(due); late > pauseSlack {
 				due = time.Now().Add(d)
 				b.timer.Reset(d)

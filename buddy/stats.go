@@ -37,7 +37,10 @@ type Stats struct {
 	BackupsRefused uint64 // new copies not taken: the node held MaxBackups
 	BytesReceived  uint64
 	Rejected       map[string]uint64 // requests rejected, by reason
-	BackupsExpired uint64
+	// Unauthenticated is the bytes of requests not authenticated yet that
+	// the node holds now (at most Config.MaxUnauthenticated).
+	Unauthenticated int64
+	BackupsExpired  uint64
 
 	// Cluster lifecycle.
 	Peers            []PeerStatus

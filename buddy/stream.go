@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,8 @@ var (
 	// errUnauthorized: the peer refused a batch as not authenticated: it
 	// may have restarted under a new boot.
 	errUnauthorized = errors.New("not authenticated")
+	// errReplayed: the peer refused a message as a replay.
+	errReplayed = errors.New("refused as a replay")
 )
 
 // streamOK is the status of a reply frame that carries a sealed reply; any
@@ -45,11 +48,16 @@ const streamIdle = 2 * time.Minute
 // sealed reply, or a rejection's status and reason, after which it ends
 // the stream.
 //
-// A frame's bytes are held only within the node's budget of
-// unauthenticated bytes, taken before its body is read and given back once
-// the envelope opened (or failed to): a frame beyond the budget is refused
-// (503 busy). Between frames the stream may idle for streamIdle; once a
-// frame began, the rest of it must come within ReplicationTimeout.
+// A frame's bytes are held only within a budget, taken before its body is
+// read and given back once the envelope opened (or failed to): a frame
+// beyond it is refused (503 busy). Until a frame of the stream opened, the
+// budget is the node's one for unauthenticated bytes; after, it is another
+// of the same size for streams that authenticated. So whoever can connect
+// can hold at most MaxUnauthenticated bytes, and cannot starve the streams
+// of the node's buddies that already run: at worst it delays a new one.
+// The first frame must come within ReplicationTimeout (the sender opens a
+// stream when it has a batch), and so must the rest of a frame once it
+// began; between frames, a stream may idle for streamIdle.
 func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.ProtoMajor != 2 {
 		n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
@@ -65,8 +73,9 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	bodyBuf, plainBuf := n.bufs.get(), n.bufs.get()
 	defer n.bufs.put(bodyBuf)
 	defer n.bufs.put(plainBuf)
+	pool, idle := &n.unauth, n.cfg.ReplicationTimeout // the sender sends its first frame at once
 	for {
-		_ = rc.SetReadDeadline(time.Now().Add(n.cfg.streamIdle))
+		_ = rc.SetReadDeadline(time.Now().Add(idle))
 		size, err := wire.ReadFrameSize(br, n.cfg.MaxBodySize)
 		switch {
 		case errors.Is(err, wire.ErrFrameTooLarge):
@@ -78,27 +87,28 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 			}
 			return // EOF: the sender closed the stream; or it stayed idle
 		}
-		if !n.unauth.take(size) {
+		if !pool.take(size) {
 			n.rejectFrame(w, rc, &rejection{http.StatusServiceUnavailable, RejectBusy,
-				fmt.Errorf("a frame of %d bytes would exceed the %d bytes held for unauthenticated requests", size, n.unauth.max)})
+				fmt.Errorf("a frame of %d bytes would exceed the %d bytes held for unauthenticated requests", size, pool.max)})
 			return
 		}
 		_ = rc.SetReadDeadline(time.Now().Add(n.cfg.ReplicationTimeout))
 		body, err := readExactly((*bodyBuf)[:0], br, uint64(size))
 		*bodyBuf = body
 		if err != nil {
-			n.unauth.give(size)
+			pool.give(size)
 			if r.Context().Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("stream frame: %w", err)})
 			}
 			return
 		}
-		reply, rej := n.serve(wire.MsgBatch, n.onBatch, body, plainBuf, (*bodyBuf)[:0], func() { n.unauth.give(size) })
+		reply, rej := n.serve(wire.MsgBatch, n.onBatch, body, plainBuf, (*bodyBuf)[:0], func() { pool.give(size) })
 		*bodyBuf = reply
 		if rej != nil {
 			n.rejectFrame(w, rc, rej)
 			return
 		}
+		pool, idle = &n.authed, n.cfg.streamIdle
 		if err := writeFrame(w, rc, streamOK, reply); err != nil {
 			return
 		}
@@ -118,14 +128,18 @@ func writeFrame(w http.ResponseWriter, rc *http.ResponseController, status int, 
 }
 
 // readExactly appends the next size bytes of r to dst; fewer is an error.
-// It allocates as the bytes arrive, not size up front.
+// It reserves size bytes at once: the caller holds them within a budget, and
+// a buffer grown as the bytes arrive would cost twice as much memory. (The
+// pages of a large buffer are only touched, and so resident, as the bytes
+// arrive.)
 func readExactly(dst []byte, r io.Reader, size uint64) ([]byte, error) {
 	start := len(dst)
-	dst, err := appendBody(dst, io.LimitReader(r, int64(size)), int64(size))
-	if err == nil && uint64(len(dst)-start) < size {
-		err = io.ErrUnexpectedEOF
+	dst = slices.Grow(dst, int(size))
+	_, err := io.ReadFull(r, dst[start:start+int(size)])
+	if err != nil {
+		return dst[:start], err
 	}
-	return dst, err
+	return dst[:start+int(size)], nil
 }
 
 // rejectFrame counts and logs a rejection and sends it as the stream's last
@@ -223,8 +237,11 @@ func (st *batchStream) roundTrip(frame []byte, maxReply int, timeout time.Durati
 	}
 	if status != streamOK {
 		err := fmt.Errorf("buddy: %s answered %d: %s: %w", st.to.ID, status, data[:min(len(data), 200)], errPeerRejected)
-		if status == http.StatusUnauthorized {
+		switch {
+		case status == http.StatusUnauthorized:
 			err = fmt.Errorf("%w (%w)", err, errUnauthorized)
+		case status == http.StatusConflict && string(data) == RejectReplay:
+			err = fmt.Errorf("%w (%w)", err, errReplayed)
 		}
 		return nil, err
 	}

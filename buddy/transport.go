@@ -66,8 +66,14 @@ func (r *rejection) Error() string { return fmt.Sprintf("%s: %v", r.reason, r.er
 type handler func(from string, payload []byte) ([]byte, error)
 
 // maxCallBody bounds the body of a request other than a batch stream
-// (fetch, ping, transfer, leave): all of them are small.
-const maxCallBody = 4 << 10
+// (fetch, ping, transfer, leave): all of them are small. At most maxCalls
+// of them are held at once before they authenticate; they have a budget of
+// their own, so that frames held on batch streams cannot keep pings and
+// fetches out.
+const (
+	maxCallBody = 4 << 10
+	maxCalls    = 1024
+)
 
 // endpoint wraps a handler of opened payloads: it bounds and opens the
 // request, authenticates the sender, rejects replays, and seals the reply.
@@ -79,15 +85,15 @@ func (n *Node) endpoint(typ wire.MsgType, handle handler) http.Handler {
 			n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
 			return
 		}
-		if !n.unauth.take(maxCallBody) {
-			n.reject(w, &rejection{http.StatusServiceUnavailable, RejectBusy, fmt.Errorf("the %d bytes held for unauthenticated requests are taken", n.unauth.max)})
+		if !n.calls.take(maxCallBody) {
+			n.reject(w, &rejection{http.StatusServiceUnavailable, RejectBusy, fmt.Errorf("the %d requests that may wait for their body are waiting", maxCalls)})
 			return
 		}
 		released := false
 		release := func() {
 			if !released {
 				released = true
-				n.unauth.give(maxCallBody)
+				n.calls.give(maxCallBody)
 			}
 		}
 		defer release()
@@ -149,10 +155,10 @@ func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byt
 	if !known {
 		return dst, &rejection{http.StatusForbidden, RejectUnknown, fmt.Errorf("%w: %q", wire.ErrUnknownNode, h.From)}
 	}
-	if ahead := uint64(time.Now().Add(maxSeqAhead).UnixNano()); h.Seq > ahead {
-		// Counters start at the sender's start time: a number beyond the
-		// clock would hold the window above every real one.
-		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d is ahead of the clock", wire.ErrReplay, h.From, h.Seq)}
+	if now := time.Now(); h.Seq > uint64(now.Add(maxClockSkew).UnixNano()) || h.Seq < uint64(now.Add(-maxClockSkew).UnixNano()) {
+		// Senders count from their clock: a number far from this one's is
+		// a message sealed long ago, or forged, or the clocks are apart.
+		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d is more than %v from this node's clock", wire.ErrReplay, h.From, h.Seq, maxClockSkew)}
 	}
 	if !win.Accept(h.Seq) {
 		return dst, &rejection{http.StatusConflict, RejectReplay, fmt.Errorf("%w: %q seq %d", wire.ErrReplay, h.From, h.Seq)}
@@ -173,9 +179,25 @@ func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byt
 	return n.sealer.Seal(dst, h.From, replyType[typ], h.Seq, 0, reply), nil
 }
 
-// maxSeqAhead is how far ahead of this node's clock a peer's sequence
-// number may be: the clocks' skew it tolerates.
-const maxSeqAhead = time.Hour
+// maxClockSkew is how far a peer's clock may be from this node's, either
+// way (a message's time in flight included). A sequence number further
+// from this node's clock is refused: a message sealed longer ago than that
+// whatever the replay window holds, or a forged number from far ahead
+// before it takes a place in the window. A timestamp further ahead is taken
+// as now (clampTimes).
+const maxClockSkew = time.Minute
+
+// nextSeq returns the sequence number of this node's next message: one more
+// than the last, and at least the clock's time in nanoseconds.
+func (n *Node) nextSeq() uint64 {
+	for {
+		last := n.seq.Load()
+		next := max(last+1, uint64(time.Now().UnixNano()))
+		if n.seq.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
 
 func openRejection(err error) *rejection {
 	switch {
@@ -261,7 +283,7 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 		if err != nil {
 			return reply, len(enc), 0, err
 		}
-		seq = n.seq.Add(1)
+		seq = n.nextSeq()
 		frame := binary.AppendUvarint((*frameBuf)[:0], uint64(onWire))
 		frame = n.sealer.Seal(frame, to.ID, wire.MsgBatch, seq, boot, payload)
 		*frameBuf = frame
@@ -270,6 +292,10 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 			break
 		}
 		s.closeStream()
+		if errors.Is(err, errReplayed) && !relearned {
+			relearned = true // arrived after too many later messages: resend once, numbered anew
+			continue
+		}
 		if errors.Is(err, errUnauthorized) && !relearned {
 			// The buddy may have restarted under a new boot since this
 			// node learned it: learn it again, and resend once.
@@ -306,9 +332,13 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 // request waits for a ping first.
 func (n *Node) call(ctx context.Context, to Peer, path string, typ wire.MsgType, payload []byte) ([]byte, int, error) {
 	out, size, err := n.callOnce(ctx, to, path, typ, payload)
-	if errors.Is(err, errUnauthorized) && typ != wire.MsgPing {
+	switch {
+	case errors.Is(err, errUnauthorized) && typ != wire.MsgPing:
 		// The peer restarted under a new boot since this node learned it:
 		// learn it again (a ping), and send once more.
+		out, size, err = n.callOnce(ctx, to, path, typ, payload)
+	case errors.Is(err, errReplayed):
+		// It arrived after too many later messages: numbered anew, once.
 		out, size, err = n.callOnce(ctx, to, path, typ, payload)
 	}
 	return out, size, err
@@ -322,7 +352,7 @@ func (n *Node) callOnce(ctx context.Context, to Peer, path string, typ wire.MsgT
 			return nil, 0, err
 		}
 	}
-	seq := n.seq.Add(1)
+	seq := n.nextSeq()
 	body := n.sealer.Seal(nil, to.ID, typ, seq, boot, payload)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+to.Addr+path, bytes.NewReader(body))
 	if err != nil {
@@ -340,10 +370,13 @@ func (n *Node) callOnce(ctx context.Context, to Peer, path string, typ wire.MsgT
 	}
 	if resp.StatusCode != http.StatusOK {
 		err := fmt.Errorf("buddy: %s answered %d: %s", to.ID, resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
-		if resp.StatusCode == http.StatusUnauthorized {
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized:
 			// It may have restarted under a new boot: learn it again.
 			n.windows.forgetBoot(to.ID, boot)
 			err = fmt.Errorf("%w (%w)", err, errUnauthorized)
+		case resp.StatusCode == http.StatusConflict && string(bytes.TrimSpace(data)) == RejectReplay:
+			err = fmt.Errorf("%w (%w)", err, errReplayed)
 		}
 		return nil, len(body), err
 	}

@@ -3,6 +3,8 @@ package core
 import (
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -173,4 +175,29 @@ func present(m *Manager, value string) bool {
 	s := m.Load(requestWithCookie(m, value))
 	defer s.Release()
 	return !s.IsNew()
+}
+
+// Concurrent new sessions on a full node each make room: none is refused
+// while first-visit sessions remain to evict.
+func TestConcurrentFloodIsNeverRefused(t *testing.T) {
+	m, _ := newManager(t, func(c *Config) { c.Limits.MaxSessions = 50 })
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for range 500 {
+				c, _ := sessionClient(t, m)
+				if rec := c.do("/set"); rec.Code != http.StatusOK {
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := refused.Load(); n > 0 {
+		t.Fatalf("%d of 4000 new sessions refused", n)
+	}
+	if n := m.Len(); n > 50 {
+		t.Fatalf("Len = %d after the flood, want at most 50", n)
+	}
 }

@@ -119,26 +119,19 @@ func (s *store) get(id string, now int64) (*record, bool) {
 }
 
 // reserve claims room for one more session. When the store is full, it
-// evicts a first-visit session, roughly the oldest, that no request holds,
-// and returns it (dead) for the caller to tell the replicator; it reports
-// false when there is none to evict.
+// evicts the oldest first-visit session that no request holds, and returns
+// it (dead) for the caller to tell the replicator; it reports false when
+// there is none to evict. (Concurrent reservations may take the count past
+// max by their number, for as long as they evict.)
 func (s *store) reserve() (ok bool, evicted *record) {
-	for range 3 {
-		n := s.count.Load()
-		if n >= s.max {
-			if evicted != nil {
-				continue // another request took the room: evict again
-			}
-			if evicted = s.evict(); evicted == nil {
-				return false, nil
-			}
-			continue
-		}
-		if s.count.CompareAndSwap(n, n+1) {
-			return true, evicted
-		}
+	if s.count.Add(1) <= s.max {
+		return true, nil
 	}
-	return false, evicted
+	if evicted = s.evict(); evicted != nil {
+		return true, evicted
+	}
+	s.count.Add(-1)
+	return false, nil
 }
 
 // evict removes the oldest first-visit session that no request holds:

@@ -312,27 +312,32 @@ func envelopeID(msg []byte, off int, what string) ([]byte, int, error) {
 	return msg[off : off+n], off + n, nil
 }
 
-// ReplayWindowSize is how many sequence numbers below the highest seen a
-// ReplayWindow still tells apart.
+// ReplayWindowSize is how many sequence numbers a ReplayWindow remembers:
+// the largest it accepted.
 const ReplayWindowSize = 1024
 
-// ReplayWindow rejects replayed sequence numbers of one sender. It
-// remembers the highest sequence number accepted and which of the
-// ReplayWindowSize numbers up to it were seen: a number above the highest
-// is accepted and moves the window; one inside the window is accepted once;
-// one ReplayWindowSize or more below the highest is rejected.
+// ReplayWindow rejects replayed sequence numbers of one sender. It holds
+// the ReplayWindowSize largest numbers it accepted. A number it holds is a
+// replay; so is one at or below the smallest it holds once it holds
+// ReplayWindowSize of them (it can no longer tell). Any other number is
+// accepted and held. So a message may arrive after as many as
+// ReplayWindowSize-1 messages sealed after it, whatever the numbers' gaps.
 //
-// Senders number their requests from their start time in unix nanoseconds,
-// counting up by one, so a restarted sender's numbers are above those of
-// its previous run and a receiver keeps its window across sender restarts.
+// Senders number their messages from their clock in unix nanoseconds (one
+// more than the last, at least the time), and receivers refuse numbers far
+// from their own clock: a restarted sender's numbers are above those of its
+// previous run, and a forged number, however large, takes one place of the
+// window and refuses nothing else.
 //
 // The zero value is an empty window, ready to use; a ReplayWindow is safe
 // for concurrent use and must not be copied after first use.
 type ReplayWindow struct {
-	mu   sync.Mutex
-	used bool   // some number was accepted or rejected below a floor
-	high uint64 // highest number accepted
-	seen [ReplayWindowSize / 64]uint64
+	mu sync.Mutex
+	// held is buf[lo:hi], ascending; buf has room for twice the window so
+	// that dropping the smallest is moving lo, and the numbers move down
+	// only once every ReplayWindowSize numbers.
+	buf    []uint64
+	lo, hi int
 }
 
 // Accept reports whether seq is new: not seen before and not too old. An
@@ -340,45 +345,31 @@ type ReplayWindow struct {
 func (w *ReplayWindow) Accept(seq uint64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.used || seq > w.high {
-		var d uint64 = ReplayWindowSize
-		if w.used {
-			d = seq - w.high
+	if w.buf == nil {
+		w.buf = make([]uint64, 2*ReplayWindowSize)
+	}
+	held := w.buf[w.lo:w.hi]
+	i := len(held)
+	if i > 0 && seq <= held[i-1] {
+		var found bool
+		if i, found = slices.BinarySearch(held, seq); found {
+			return false
 		}
-		w.advance(d, seq)
-		w.used, w.high = true, seq
-		w.set(seq)
-		return true
 	}
-	if w.high-seq >= ReplayWindowSize {
-		return false
+	if len(held) == ReplayWindowSize {
+		if i == 0 {
+			return false // below every number held: too old to tell
+		}
+		w.lo++ // the smallest leaves
+		i--
 	}
-	if w.has(seq) {
-		return false
+	if w.hi == len(w.buf) {
+		w.hi = copy(w.buf, w.buf[w.lo:w.hi])
+		w.lo = 0
 	}
-	w.set(seq)
+	at := w.lo + i
+	copy(w.buf[at+1:w.hi+1], w.buf[at:w.hi])
+	w.buf[at] = seq
+	w.hi++
 	return true
-}
-
-// advance forgets the bits of the d numbers up to and including seq, which
-// leave the window as the highest number moves to seq.
-func (w *ReplayWindow) advance(d, seq uint64) {
-	if d >= ReplayWindowSize {
-		w.seen = [ReplayWindowSize / 64]uint64{}
-		return
-	}
-	for x := seq - d + 1; x != seq+1; x++ {
-		i := x % ReplayWindowSize
-		w.seen[i/64] &^= 1 << (i % 64)
-	}
-}
-
-func (w *ReplayWindow) set(seq uint64) {
-	i := seq % ReplayWindowSize
-	w.seen[i/64] |= 1 << (i % 64)
-}
-
-func (w *ReplayWindow) has(seq uint64) bool {
-	i := seq % ReplayWindowSize
-	return w.seen[i/64]&(1<<(i%64)) != 0
 }

@@ -1,0 +1,7 @@
+//go:build race
+
+package buddy
+
+// memoryFactor scales the memory bounds the attack tests assert: the race
+// detector multiplies what a process holds.
+const memoryFactor = 4
