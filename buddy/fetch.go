@@ -84,7 +84,7 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReplicationTimeout)
 	defer cancel()
 	s := &search{n: n, id: id, route: route, local: local,
-		tried: map[string]bool{}, silent: map[string]bool{}, pending: map[string]bool{}, named: map[string]bool{}}
+		tried: map[string]bool{}, silent: map[string]bool{}, pending: map[string]bool{}, named: map[string]bool{}, redirecting: map[string]bool{}}
 	movedTo, moved := n.moves.get(id)
 	if moved && movedTo == "" {
 		return nil, nil // it ended here
@@ -151,11 +151,13 @@ type search struct {
 	tried   map[string]bool // asked (or known dead)
 	silent  map[string]bool // asked, and did not answer
 	pending map[string]bool // hold the session but could not hand it over yet
-	named   map[string]bool // silent ones that a node named as holding it (or this node gave it to)
-	movedTo string          // the node this one gave the session to, if any
-	ended   bool            // a node said the session ended
-	found   *core.Change
-	source  string
+	// redirecting holds the nodes that answered with a redirect.
+	redirecting map[string]bool
+	named       map[string]bool // silent ones that a node named as holding it (or this node gave it to)
+	movedTo     string          // the node this one gave the session to, if any
+	ended       bool            // a node said the session ended
+	found       *core.Change
+	source      string
 }
 
 // visit asks the candidates in order until one hands the session over;
@@ -205,8 +207,14 @@ func (s *search) take(c candidate, rep wire.FetchReply) (candidate, bool) {
 	case wire.FetchEnded:
 		s.ended = true
 	case wire.FetchRedirect:
+		s.redirecting[c.id] = true
 		if !s.tried[rep.Redirect] {
 			return candidate{rep.Redirect, strings.TrimSuffix(c.source, redirected) + redirected}, true
+		}
+		if s.redirecting[rep.Redirect] && rep.Redirect != s.n.cfg.ID {
+			// Two nodes name each other: the session is moving between
+			// them (a handover under way). Ask again shortly.
+			s.pending[rep.Redirect] = true
 		}
 	}
 	return candidate{}, false

@@ -104,6 +104,12 @@ func TestViewTransitions(t *testing.T) {
 	if v.inRing("n2") || !v.answers("n2") {
 		t.Fatal("a draining peer is out of the ring but answers")
 	}
+	c, _ = v.heard("n2", 8, false, "", t0.Add(6*time.Second))
+	step(c, Draining, Draining) // a serving ping sent before the drain, late
+	c, _ = v.heard("n2", 9, false, "", t0.Add(6*time.Second))
+	step(c, Draining, Alive) // restarted
+	c, _ = v.heard("n2", 8, true, "", t0.Add(6*time.Second))
+	step(c, Alive, Draining) // (an old run's ping, as the test needs it)
 	// A leave from another incarnation is stale.
 	step(v.mark("n2", Left, 7), Unknown, Unknown)
 	step(v.mark("n2", Left, 8), Draining, Left)

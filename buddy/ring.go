@@ -143,6 +143,9 @@ func (v *view) heard(id string, inc uint64, draining bool, mismatch string, now 
 		if p.state != Left || c.restarted {
 			p.state = Draining
 		}
+	case p.state == Draining && !c.restarted:
+		// A node never stops draining: a serving ping from the same run
+		// was sent before, and arrived late.
 	default:
 		// Serving. A peer marked Left that still sends fresh, serving
 		// traffic did not leave (a stale or replayed leave): alive again.

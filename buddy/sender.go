@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandemsession/tandem/buddy/wire"
@@ -615,13 +616,16 @@ func deleteAll(ids []string, drop map[string]bool) []string {
 
 // ack is what Replicate returns in synchronous mode.
 type ack struct {
-	n   *Node
-	b   *batch
-	id  string // the session the commit changed
-	err error  // set when the change was not queued
+	n       *Node
+	b       *batch
+	id      string // the session the commit changed
+	err     error  // set when the change was not queued
+	counted atomic.Bool
 }
 
-// Wait implements core.Ack.
+// Wait implements core.Ack. It may be called more than once (by the
+// commit, and by requests that read what it wrote); the outcome is counted
+// once.
 func (a *ack) Wait(ctx context.Context) error {
 	err := a.err
 	if err == nil {
@@ -638,16 +642,21 @@ func (a *ack) Wait(ctx context.Context) error {
 			err = errBuddyFull
 		}
 	}
+	first := a.counted.CompareAndSwap(false, true)
 	if err == nil {
-		a.n.stats.acks.Add(1)
+		if first {
+			a.n.stats.acks.Add(1)
+		}
 		return nil
 	}
 	if a.n.cfg.OnReplicationError == Degrade {
-		a.n.stats.degraded.Add(1)
-		if errors.Is(err, errAlone) {
-			a.n.stats.degradedAlone.Add(1)
+		if first {
+			a.n.stats.degraded.Add(1)
+			if errors.Is(err, errAlone) {
+				a.n.stats.degradedAlone.Add(1)
+			}
+			a.n.degradedLog(err)
 		}
-		a.n.degradedLog(err)
 		return nil
 	}
 	return fmt.Errorf("%w: %w", core.ErrReplication, err)

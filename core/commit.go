@@ -65,6 +65,9 @@ func (s *Session) commit(ctx context.Context, h http.Header) error {
 		if m.toucher != nil {
 			m.toucher.Touch(s.id, unixTime(now))
 		}
+		// What this request read may come from a commit that is not
+		// replicated yet: it answers once that is, as the commit does.
+		acks[0] = s.rec.pendingAck()
 	}
 	if err == nil {
 		s.writeCookie(h, now)
@@ -80,6 +83,9 @@ func (s *Session) commit(ctx context.Context, h http.Header) error {
 		if werr := a.Wait(ctx); werr != nil {
 			return fmt.Errorf("tandem: session %s: %w", s.id, werr)
 		}
+	}
+	if acks[1] != nil && s.rec != nil {
+		s.rec.settled(s.pendingGen)
 	}
 	return nil
 }
@@ -144,6 +150,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		m.store.insert(rec)
 		if m.repl != nil {
 			acks[1] = m.repl.Replicate(rec.fullChange(prevID))
+			s.pendingGen = rec.setPending(acks[1])
 		}
 		rec.mu.Unlock()
 		s.rec = rec
@@ -182,6 +189,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 	rec.touch(now)
 	if m.repl != nil {
 		acks[1] = m.repl.Replicate(c)
+		s.pendingGen = rec.setPending(acks[1])
 	}
 	rec.mu.Unlock()
 	m.store.touched(rec)

@@ -184,3 +184,96 @@ func TestDrainRefusesNewSessionsOnly(t *testing.T) {
 		t.Fatalf("new session while draining: %d, want 503", rec.Code)
 	}
 }
+
+// gatedReplicator's acknowledgements wait until the gate open when the
+// change was replicated is closed, and then report err.
+type gatedReplicator struct {
+	mu   sync.Mutex
+	gate chan struct{}
+	err  error
+}
+
+func (g *gatedReplicator) Replicate(*Change) Ack {
+	g.mu.Lock()
+	gate, err := g.gate, g.err
+	g.mu.Unlock()
+	return ackFunc(func(ctx context.Context) error {
+		select {
+		case <-gate:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+}
+
+// next makes later changes wait for a new gate, failing with err, and
+// returns it.
+func (g *gatedReplicator) next(err error) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate, g.err = make(chan struct{}), err
+	return g.gate
+}
+
+// A request that reads what a concurrent commit wrote answers only once
+// that commit is replicated, and fails with it: no response shows what is
+// not on two nodes yet.
+func TestReadWaitsForTheCommitItSaw(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		g := &gatedReplicator{}
+		close(g.next(nil)) // the first write goes through at once
+		m, _ := newManager(t, func(c *Config) { c.Replicator = g })
+		var mu sync.Mutex
+		var last string
+		c := newClient(t, m, func(w http.ResponseWriter, r *http.Request) {
+			s := FromContext(r.Context())
+			if r.URL.Path == "/set" {
+				_ = s.Set("k", r.URL.Query().Get("v"))
+				return
+			}
+			v, _, _ := Get[string](s, "k")
+			mu.Lock()
+			last = v
+			mu.Unlock()
+		})
+		c.do("/set?v=1")
+		var err error
+		if fail {
+			err = ErrReplication
+		}
+		gate := g.next(err)
+		writer := *c
+		wrote := make(chan int)
+		go func() { wrote <- writer.do("/set?v=2").Code }()
+		var read chan int
+		for read == nil { // until a read sees v=2, not replicated yet
+			rd := *c
+			done := make(chan int, 1)
+			go func() { done <- rd.do("/").Code }()
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			saw := last
+			mu.Unlock()
+			if saw != "2" {
+				<-done // it read v=1 before the write landed: again
+				continue
+			}
+			select {
+			case code := <-done:
+				t.Fatalf("fail=%v: a read of an unreplicated write answered %d at once", fail, code)
+			default:
+			}
+			read = done
+		}
+		close(gate)
+		w, r := <-wrote, <-read
+		want := http.StatusOK
+		if fail {
+			want = http.StatusServiceUnavailable
+		}
+		if w != want || r != want {
+			t.Fatalf("fail=%v: write answered %d, read %d, want %d", fail, w, r, want)
+		}
+	}
+}

@@ -37,6 +37,9 @@ type Session struct {
 	// (Regenerate, Invalidate); carry says its attributes move to the new ID.
 	prev  *record
 	carry bool
+	// pendingGen is the generation of the replication this request's
+	// commit waits for (record.setPending).
+	pendingGen uint64
 
 	// cookieID is the session ID the client's cookie holds ("" for none);
 	// staleCookie says that cookie must be replaced anyway (sealed with an

@@ -43,6 +43,38 @@ type record struct {
 	// oldest first; guarded by the shard's mutex.
 	returned   atomic.Bool
 	prev, next *record
+	// pending is the acknowledgement of the latest replicated commit, until
+	// a wait for it succeeded: a request that only read waits for it too,
+	// so that no response shows what is not on two nodes yet. gen counts
+	// the commits that set it. Guarded by mu.
+	pending Ack
+	gen     uint64
+}
+
+// setPending records a, the acknowledgement of the commit just replicated,
+// and returns its generation. It runs under r.mu.
+func (r *record) setPending(a Ack) uint64 {
+	r.pending = a
+	r.gen++
+	return r.gen
+}
+
+// pendingAck returns the acknowledgement of the latest commit not known to
+// be replicated, or nil.
+func (r *record) pendingAck() Ack {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pending
+}
+
+// settled forgets the acknowledgement of generation gen, which was waited
+// for, unless a later commit replaced it.
+func (r *record) settled(gen uint64) {
+	r.mu.Lock()
+	if r.gen == gen {
+		r.pending = nil
+	}
+	r.mu.Unlock()
 }
 
 // stamp returns the record's epoch and version. It runs under r.mu.
