@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tandemsession/tandem/buddy/wire"
 )
@@ -133,6 +134,16 @@ func (n *Node) handOverAll(ctx context.Context, to Peer) error {
 	if _, _, err := n.call(pctx, to, pathTransfer, wire.MsgTransfer, promote); err != nil {
 		n.handingOver.Store(false)
 		return fmt.Errorf("%s did not take the sessions over: %w", to.ID, err)
+	}
+	// to owns them now, under newer epochs: the records here are stale, and
+	// a node asking for one is sent there, even to itself.
+	if m := n.mgr.Load(); m != nil {
+		now := time.Now()
+		for _, id := range n.sessionIDs() {
+			if m.Moved(id) {
+				n.moves.add(id, to.ID, now)
+			}
+		}
 	}
 	return nil
 }

@@ -89,6 +89,11 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 	if moved && movedTo == "" {
 		return nil, nil // it ended here
 	}
+	if e, ok := n.backups.lookup(id); ok && e.ended {
+		// It ended (here, or on its owner, whose buddy this node is): its ID
+		// is dead, whatever copy another node still has.
+		return nil, nil
+	}
 	s.movedTo = movedTo
 	var ownersBuddy string
 	if route.Owner != "" {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/core"
 	"github.com/tandemsession/tandem/internal/faultnet"
 )
@@ -332,4 +333,49 @@ func TestStalledBuddyReplacedBeforeCommitsDegrade(t *testing.T) {
 		t.Fatalf("%d commits served with one copy", d)
 	}
 	fn.Heal()
+}
+
+// Once a draining node's buddy took its sessions over, the draining node's
+// own records are stale: it hands none of them out, even to the buddy, and
+// a session that ended on the buddy after the takeover does not come back
+// with its old cookie (the soak's undone logout in the join scenario).
+func TestTakenOverSessionsDoNotComeBack(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	user := browser{t: t}
+	if rec := user.do(ms[0], "/set?k=v"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	id, cookie := user.id, user.cookie
+	to := ms[0].node.sender.buddy()
+	if to.ID != "n2" {
+		t.Fatalf("n1's buddy is %s", to.ID)
+	}
+	// n1 hands everything to n2 but does not stop yet (as a drain does
+	// until it has told its peers).
+	ms[0].node.draining.Store(true)
+	if err := ms[0].node.handOverAll(t.Context(), to); err != nil {
+		t.Fatal(err)
+	}
+	if _, owned := ms[0].mgr.Owned(id); owned {
+		t.Fatal("n1 still owns a session its buddy took over")
+	}
+	if rep := ms[0].node.handOver("n2", ms[1].node.incarnation, id); rep.Status == wire.FetchFound {
+		t.Fatal("n1 handed a session it gave up to its buddy")
+	}
+	// The user logs out on n2, then comes back with the old cookie on
+	// every node.
+	if rec := user.do(ms[1], "/logout"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	// A stale copy elsewhere: n3 holds one from n1, which is draining.
+	now := time.Now()
+	ms[2].node.backups.apply("n1", ms[0].node.incarnation, wire.Record{Kind: wire.KindFull, Change: &core.Change{
+		ID: id, Version: 1, Epoch: 1, Full: true, Created: now, Accessed: now, Set: []core.Attr{{Key: "k", Value: []byte(`"v"`)}}}})
+	for _, m := range ms {
+		old := browser{t: t, cookie: cookie}
+		old.do(m, "/")
+		if old.id == id {
+			t.Fatalf("the logged-out session is served again on %s", m.cfg.ID)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"math"
 )
 
 // How a session moves between nodes, as the manager of one node sees it.
@@ -135,6 +136,21 @@ func (m *Manager) Surrender(ctx context.Context, id string) (c *Change, held boo
 // so). Requests holding it fail their commit with ErrSessionMoved. It
 // reports whether a record was fenced. The cluster calls it.
 func (m *Manager) Fence(id string, epoch uint64) bool {
+	fenced := m.giveUp(id, epoch)
+	if fenced {
+		m.log.Warn("tandem: session owned elsewhere under a newer epoch; this node's copy is dropped", "id", id, "epoch", epoch)
+	}
+	return fenced
+}
+
+// Moved ends this node's ownership of session id: another node took it
+// over (a draining node's buddy took every session). Requests holding it
+// fail their commit with ErrSessionMoved. It reports whether this node
+// held the session. The cluster calls it.
+func (m *Manager) Moved(id string) bool { return m.giveUp(id, math.MaxUint64) }
+
+// giveUp drops the record of session id if its epoch is below epoch.
+func (m *Manager) giveUp(id string, epoch uint64) bool {
 	rec, ok := m.store.get(id, m.now())
 	if !ok {
 		return false
@@ -147,7 +163,6 @@ func (m *Manager) Fence(id string, epoch uint64) bool {
 	rec.mu.Unlock()
 	if fenced {
 		m.store.remove(rec)
-		m.log.Warn("tandem: session owned elsewhere under a newer epoch; this node's copy is dropped", "id", id, "epoch", epoch)
 	}
 	return fenced
 }
