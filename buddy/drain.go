@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/tandemsession/tandem/buddy/wire"
 )
@@ -136,13 +135,11 @@ func (n *Node) handOverAll(ctx context.Context, to Peer) error {
 		return fmt.Errorf("%s did not take the sessions over: %w", to.ID, err)
 	}
 	// to owns them now, under newer epochs: the records here are stale, and
-	// a node asking for one is sent there, even to itself.
+	// a node asking for one is sent there.
+	n.drainedTo.Store(&to.ID)
 	if m := n.mgr.Load(); m != nil {
-		now := time.Now()
 		for _, id := range n.sessionIDs() {
-			if m.Moved(id) {
-				n.moves.add(id, to.ID, now)
-			}
+			m.Moved(id)
 		}
 	}
 	return nil

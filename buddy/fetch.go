@@ -85,7 +85,7 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 	defer cancel()
 	s := &search{n: n, id: id, route: route, local: local,
 		tried: map[string]bool{}, silent: map[string]bool{}, pending: map[string]bool{}, named: map[string]bool{}, redirecting: map[string]bool{}}
-	movedTo, moved := n.moves.get(id)
+	movedTo, movedEpoch, moved := n.moves.get(id)
 	if moved && movedTo == "" {
 		return nil, nil // it ended here
 	}
@@ -95,6 +95,9 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 		return nil, nil
 	}
 	s.movedTo = movedTo
+	// A copy older than the cookie's epoch, or than the one under which
+	// this node gave the session away, is a stale leftover.
+	s.minEpoch = max(route.Epoch, movedEpoch)
 	var ownersBuddy string
 	if route.Owner != "" {
 		ownersBuddy = n.view.buddyOf(route.Owner)
@@ -160,6 +163,7 @@ type search struct {
 	redirecting map[string]bool
 	named       map[string]bool // silent ones that a node named as holding it (or this node gave it to)
 	movedTo     string          // the node this one gave the session to, if any
+	minEpoch    uint64          // copies older than this epoch are stale
 	ended       bool            // a node said the session ended
 	found       *core.Change
 	source      string
@@ -229,8 +233,8 @@ func (s *search) take(c candidate, rep wire.FetchReply) (candidate, bool) {
 // here and not older than the cookie: a copy from before the cookie's
 // epoch is a stale leftover, its session's newer copies lost.
 func (s *search) acceptable(c *core.Change) bool {
-	if c.Epoch < s.route.Epoch {
-		s.n.log.Warn("buddy: stale copy handed over, ignored", "id", s.id, "epoch", c.Epoch, "cookie_epoch", s.route.Epoch)
+	if c.Epoch < s.minEpoch {
+		s.n.log.Warn("buddy: stale copy handed over, ignored", "id", s.id, "epoch", c.Epoch, "cookie_epoch", s.route.Epoch, "min_epoch", s.minEpoch)
 		return false
 	}
 	return s.local.Less(core.Stamp{Epoch: c.Epoch, Version: c.Version})

@@ -70,14 +70,15 @@ type Node struct {
 	misses      missCache
 	handoff     stripes // serializes a session's hand-outs with its promotion
 	moves       moveCache
-	probesOff   chan struct{} // closed by Shutdown before it announces the leave
-	release     chan struct{} // signals releaseLoop
-	helloProbes probeSet      // peers pinged back after their first ping
-	unauth      budget        // bytes held for requests not authenticated yet
-	authed      budget        // bytes held for frames of streams whose first frame authenticated
-	calls       budget        // bytes held for the bodies of the other requests, not authenticated yet
-	decoding    budget        // bytes held for batches being decompressed
-	logs        logLimit      // rate limit of the rejection log lines
+	drainedTo   atomic.Pointer[string] // the buddy that took every session over at the drain
+	probesOff   chan struct{}          // closed by Shutdown before it announces the leave
+	release     chan struct{}          // signals releaseLoop
+	helloProbes probeSet               // peers pinged back after their first ping
+	unauth      budget                 // bytes held for requests not authenticated yet
+	authed      budget                 // bytes held for frames of streams whose first frame authenticated
+	calls       budget                 // bytes held for the bodies of the other requests, not authenticated yet
+	decoding    budget                 // bytes held for batches being decompressed
+	logs        logLimit               // rate limit of the rejection log lines
 
 	mgr atomic.Pointer[core.Manager]
 	// lastDegradedLog rate-limits the log line of degraded commits.

@@ -111,7 +111,7 @@ func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply 
 		cancel()
 		if c != nil {
 			n.stats.ownershipMoves.Add(1)
-			n.moves.add(id, from, time.Now())
+			n.moves.add(id, from, c.Epoch, c, time.Now())
 			// The buddy's copy is the new owner's to replace now: a removal
 			// without an epoch drops it without marking the session ended.
 			n.sender.enqueue(wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Removed: true}})
@@ -126,13 +126,24 @@ func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply 
 	e, ok := n.backups.lookup(id)
 	switch {
 	case !ok:
-		if to, moved := n.moves.get(id); moved {
+		if to, _, moved := n.moves.get(id); moved {
 			switch {
 			case to == "":
 				return wire.FetchReply{Status: wire.FetchEnded}
-			case to != from && n.view.answers(to):
+			case to == from:
+				if c, ok := n.moves.given(id, from); ok {
+					// The node this one gave the session to asks again:
+					// the answer did not reach it. It gets the copy once
+					// more (it refuses it if it knows a newer epoch).
+					return wire.FetchReply{Status: wire.FetchFound, Copy: c}
+				}
+			case n.view.answers(to):
 				return redirect(to)
 			}
+		}
+		if to := n.drainedTo.Load(); to != nil && *to != from {
+			// Drained: the buddy took every session over.
+			return redirect(*to)
 		}
 		return wire.FetchReply{Status: wire.FetchNone}
 	case e.ended:
@@ -200,7 +211,7 @@ func (n *Node) applyBatch(from string, recs []wire.Record) wire.BatchReply {
 				// The sender owns it under a newer epoch: this node missed
 				// the move (it was paused or cut off).
 				if m.Fence(r.Change.ID, r.Change.Epoch) {
-					n.moves.add(r.Change.ID, from, time.Now())
+					n.moves.add(r.Change.ID, from, r.Change.Epoch, nil, time.Now())
 				}
 			}
 		}
@@ -249,7 +260,7 @@ func (n *Node) lost(fences []wire.Fence) []string {
 			n.stats.fencedLocal.Add(1)
 		}
 		if f.Holder != "" && f.Holder != n.cfg.ID {
-			n.moves.add(f.ID, f.Holder, time.Now())
+			n.moves.add(f.ID, f.Holder, f.Epoch, nil, time.Now())
 		}
 	}
 	n.sender.forget(ids)
@@ -331,45 +342,93 @@ func (n *Node) promote(owner string) (int, error) {
 }
 
 // moveCache remembers, for a while, to which node this node gave each
-// session up, so a late request for it here goes straight to the new owner
-// and askers are redirected. Bounded: when full, it forgets everything
-// (askers then find the session by asking around).
+// session up, and under which epoch, so a late request for it here goes
+// straight to the new owner and askers are redirected. For a shorter while
+// it also keeps the copy it gave: if the node it gave the session to asks
+// again, the answer did not reach it (it gave up waiting), and it gets the
+// copy once more instead of losing the session. Bounded: when full, it
+// forgets everything (askers then find the session by asking around), and
+// it keeps copies of at most moveCopyBytes.
 type moveCache struct {
-	mu sync.Mutex
-	m  map[string]moved
+	mu    sync.Mutex
+	m     map[string]moved
+	bytes int       // of the copies kept
+	swept time.Time // when expired copies were last dropped
 }
 
 type moved struct {
-	to string
-	at time.Time
+	to    string
+	epoch uint64 // the session's epoch when it was given up (0: not known)
+	at    time.Time
+	copy  *core.Change // the copy given, until moveCopyTTL
+	size  int
 }
 
 const (
-	moveTTL = 5 * time.Minute
-	moveMax = 65536
+	moveTTL       = 5 * time.Minute
+	moveMax       = 65536
+	moveCopyTTL   = time.Minute
+	moveCopyBytes = 64 << 20
 )
 
-func (c *moveCache) add(id, to string, now time.Time) {
+// add records that session id went to node to under epoch; c is the copy
+// given, or nil.
+func (c *moveCache) add(id, to string, epoch uint64, cp *core.Change, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= moveMax {
-		c.m = make(map[string]moved)
+		c.m, c.bytes = make(map[string]moved), 0
 	}
-	c.m[id] = moved{to, now}
+	if old, ok := c.m[id]; ok {
+		c.bytes -= old.size
+	}
+	if now.Sub(c.swept) > moveCopyTTL {
+		c.swept = now
+		for k, mv := range c.m {
+			if mv.copy != nil && now.Sub(mv.at) > moveCopyTTL {
+				c.bytes -= mv.size
+				mv.copy, mv.size = nil, 0
+				c.m[k] = mv
+			}
+		}
+	}
+	mv := moved{to: to, epoch: epoch, at: now}
+	if cp != nil {
+		if size := approxSize(cp); c.bytes+size <= moveCopyBytes {
+			mv.copy, mv.size = cp, size
+			c.bytes += size
+		}
+	}
+	c.m[id] = mv
 }
 
-func (c *moveCache) get(id string) (string, bool) {
+// get returns where session id went and under which epoch.
+func (c *moveCache) get(id string) (to string, epoch uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	mv, ok := c.m[id]
 	if !ok || time.Since(mv.at) > moveTTL {
-		return "", false
+		return "", 0, false
 	}
-	return mv.to, true
+	return mv.to, mv.epoch, true
+}
+
+// given returns the copy of session id given to node to, if kept.
+func (c *moveCache) given(id, to string) (*core.Change, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	mv, ok := c.m[id]
+	if !ok || mv.to != to || mv.copy == nil || time.Since(mv.at) > moveCopyTTL {
+		return nil, false
+	}
+	return mv.copy, true
 }
 
 func (c *moveCache) forget(id string) {
 	c.mu.Lock()
-	delete(c.m, id)
+	if mv, ok := c.m[id]; ok {
+		c.bytes -= mv.size
+		delete(c.m, id)
+	}
 	c.mu.Unlock()
 }

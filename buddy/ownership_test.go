@@ -379,3 +379,29 @@ func TestTakenOverSessionsDoNotComeBack(t *testing.T) {
 		}
 	}
 }
+
+// A node that asked for a session and gave up waiting for the answer (a
+// loaded machine) asks again: the node that gave it the session gives it
+// once more, rather than answer that it holds none (the session was on
+// neither node, its buddy's copy dropped: the property test lost it).
+func TestHandoverAnswerLostIsGivenAgain(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	user := browser{t: t}
+	user.do(ms[1], "/set?k=v")
+	id := user.id
+	// n3 asks n2, which gives the session up; the answer never arrives.
+	if rep := ms[1].node.handOver("n3", ms[2].node.incarnation, id); rep.Status != wire.FetchFound {
+		t.Fatalf("n2 answered %v", rep.Status)
+	}
+	if _, owned := ms[1].mgr.Owned(id); owned {
+		t.Fatal("n2 still owns the session it gave up")
+	}
+	// The user's next request reaches n3, which asks again.
+	if got := readAll(t, ms[2], user.cookie); got["k"] != "v" {
+		t.Fatalf("through n3: %v: the session was lost with the answer", got)
+	}
+	// Another node asking is sent to n3, which has it now.
+	if got := readAll(t, ms[0], user.cookie); got["k"] != "v" {
+		t.Fatalf("through n1: %v", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -65,7 +66,14 @@ func TestPropertyNoAcknowledgedWriteLost(t *testing.T) {
 				w := rapid.SampledFrom(users).Draw(rt, "user")
 				m := rapid.SampledFrom(liveOnes()).Draw(rt, "via")
 				seq++
-				if !w.write(m, fmt.Sprintf("k%d", seq%5), fmt.Sprint(seq)) {
+				written := false
+				for range 50 { // a 503 while the cluster cannot tell (a busy machine) is retried
+					if written = w.write(m, fmt.Sprintf("k%d", seq%5), fmt.Sprint(seq)); written {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				if !written {
 					rt.Fatalf("write refused by %s", m.node.ID())
 				}
 			case "kill":
