@@ -190,7 +190,7 @@ func (s *search) visit(ctx context.Context, queue []candidate) {
 		var err error
 		if c.id == s.n.cfg.ID {
 			rep = s.n.takeLocal(s.id)
-		} else if rep, err = s.n.ask(ctx, c.id, s.id, s.route.Proof); err != nil {
+		} else if rep, err = s.ask(ctx, c.id); err != nil {
 			s.silent[c.id] = true
 			if strings.HasSuffix(c.source, redirected) || c.id == s.movedTo {
 				s.named[c.id] = true
@@ -257,7 +257,7 @@ func (s *search) scan(ctx context.Context) {
 	for i, p := range peers {
 		s.tried[p.ID] = true
 		wg.Go(func() {
-			rep, err := s.n.ask(ctx, p.ID, s.id, s.route.Proof)
+			rep, err := s.ask(ctx, p.ID)
 			answers[i] = answer{p.ID, rep, err}
 		})
 	}
@@ -324,6 +324,71 @@ func (n *Node) takeLocal(id string) wire.FetchReply {
 		return wire.FetchReply{Status: wire.FetchFound, Copy: c}
 	}
 	return wire.FetchReply{Status: wire.FetchNone}
+}
+
+// ask asks peer pid for the session, as n.ask does, but an answer that
+// comes after ctx ended is not lost: if this fetch gave up waiting while
+// the peer gave the session to this node, the session is taken when the
+// answer comes (adoptLate). The peer would otherwise hold it no more, nor
+// would its buddy, and this node would never have had it.
+func (s *search) ask(ctx context.Context, pid string) (wire.FetchReply, error) {
+	var (
+		mu       sync.Mutex
+		gaveUp   bool
+		rep      wire.FetchReply
+		err      error
+		answered = make(chan struct{})
+	)
+	started := s.n.spawn(func() {
+		// Long enough for any peer's hand-over wait (at most a second).
+		actx, cancel := context.WithTimeout(s.n.ctx, 2*s.n.cfg.ReplicationTimeout+time.Second)
+		defer cancel()
+		r, e := s.n.ask(actx, pid, s.id, s.route.Proof)
+		mu.Lock()
+		late := gaveUp
+		rep, err = r, e
+		mu.Unlock()
+		close(answered)
+		if late && e == nil && r.Status == wire.FetchFound {
+			s.adoptLate(pid, r.Copy)
+		}
+	})
+	if !started {
+		return wire.FetchReply{}, errors.New("buddy: node closed")
+	}
+	select {
+	case <-answered:
+	case <-ctx.Done():
+		mu.Lock()
+		select {
+		case <-answered:
+		default:
+			gaveUp = true
+			mu.Unlock()
+			return wire.FetchReply{}, ctx.Err()
+		}
+		mu.Unlock()
+	}
+	return rep, err
+}
+
+// adoptLate takes over a session that peer from gave this node after the
+// fetch that asked for it gave up.
+func (s *search) adoptLate(from string, c *core.Change) {
+	n := s.n
+	m := n.mgr.Load()
+	if m == nil || !s.acceptable(c) {
+		return
+	}
+	c.Epoch = max(c.Epoch, s.local.Epoch, s.route.Epoch) + 1
+	if err := m.Install(c); err != nil {
+		n.log.Error("buddy: session handed over too late not taken", "id", s.id, "from", from, "err", err)
+		return
+	}
+	n.backups.dropOlder(s.id, c.Epoch)
+	n.moves.forget(s.id)
+	n.sender.addResync([]string{s.id})
+	n.log.Info("buddy: session handed over after its fetch gave up, taken", "id", s.id, "from", from, "epoch", c.Epoch)
 }
 
 // ask requests session id from peer pid, showing the request's cookie

@@ -288,18 +288,19 @@ func (n *Node) listen() error {
 const maxStreamsPerConn = 32
 
 // spawn runs f in a goroutine that Close waits for, unless the node is
-// closed already.
-func (n *Node) spawn(f func()) {
+// closed already; it reports whether f runs.
+func (n *Node) spawn(f func()) bool {
 	n.closedMu.Lock()
 	defer n.closedMu.Unlock()
 	if n.closed {
-		return
+		return false
 	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		f()
 	}()
+	return true
 }
 
 // Addr returns the address the replication listener is bound to.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -403,5 +404,35 @@ func TestHandoverAnswerLostIsGivenAgain(t *testing.T) {
 	// Another node asking is sent to n3, which has it now.
 	if got := readAll(t, ms[0], user.cookie); got["k"] != "v" {
 		t.Fatalf("through n1: %v", got)
+	}
+}
+
+// An answer that comes after the asking fetch gave up is not lost: the
+// node it went to takes the session when it comes.
+func TestLateHandoverAnswerIsTaken(t *testing.T) {
+	ms := cluster(t, 3, func(c *Config) {
+		fastTimers(c)
+		if c.ID == "n3" {
+			c.ReplicationTimeout = 300 * time.Millisecond // gives up before n2 answers
+		}
+	})
+	user := browser{t: t}
+	user.do(ms[1], "/set?k=v")
+	id := user.id
+	// A request on n2 holds the session: n2 hands it over only after
+	// waiting for it (half its replication timeout, a second).
+	req := httptest.NewRequest(http.MethodGet, "http://app.test/", nil)
+	req.AddCookie(&http.Cookie{Name: "tandem", Value: user.cookie})
+	held := ms[1].mgr.Load(req)
+	defer held.Release()
+	if _, code, _ := read(t, ms[2], user.cookie); code != http.StatusServiceUnavailable {
+		t.Fatalf("n3 answered %d while n2 held the session, want 503", code)
+	}
+	waitFor(t, "n3 to take the session handed over late", func() bool {
+		_, owned := ms[2].mgr.Owned(id)
+		return owned
+	})
+	if got := readAll(t, ms[2], user.cookie); got["k"] != "v" {
+		t.Fatalf("through n3: %v", got)
 	}
 }
