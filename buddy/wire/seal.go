@@ -43,6 +43,15 @@ const (
 	MsgLeave MsgType = 9
 	// MsgLeaveReply answers MsgLeave.
 	MsgLeaveReply MsgType = 10
+	// MsgProbe asks a node to ping another for the sender (an indirect
+	// probe, before the sender suspects that node).
+	MsgProbe MsgType = 11
+	// MsgProbeReply answers MsgProbe with whether the target answered.
+	MsgProbeReply MsgType = 12
+	// MsgRumour tells a node that the sender found another dead.
+	MsgRumour MsgType = 13
+	// MsgRumourReply answers MsgRumour (an empty payload).
+	MsgRumourReply MsgType = 14
 )
 
 // String returns the type's name, such as "batch" or "batch-reply", or
@@ -69,6 +78,14 @@ func (t MsgType) String() string {
 		return "leave"
 	case MsgLeaveReply:
 		return "leave-reply"
+	case MsgProbe:
+		return "probe"
+	case MsgProbeReply:
+		return "probe-reply"
+	case MsgRumour:
+		return "rumour"
+	case MsgRumourReply:
+		return "rumour-reply"
 	}
 	return fmt.Sprintf("msg(%d)", byte(t))
 }
