@@ -263,6 +263,8 @@ func (t *Table) Observe(id string, st State, inc uint64) Change {
 	switch {
 	case st == Alive && p.state == Draining && !c.Restarted:
 		// a node never stops draining
+	case st == Dead && p.state == Left && !c.Restarted:
+		// it left (its leave came first): gone, not dead
 	default:
 		p.state = st
 	}

@@ -273,6 +273,7 @@ func TestObserve(t *testing.T) {
 		{Alive, 5, Draining, Draining, false}, // never stops draining
 		{Alive, 4, Unknown, Unknown, false},   // an older run
 		{Left, 5, Draining, Left, false},
+		{Dead, 5, Left, Left, false}, // the layer's late news of its departure
 		{Alive, 6, Left, Alive, true},
 		{Dead, 6, Alive, Dead, false},
 	}
