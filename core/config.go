@@ -116,6 +116,10 @@ type Config struct {
 	// Replicator receives every committed change. Default nil: a single
 	// node, nothing replicated.
 	Replicator Replicator
+	// Events are hooks called when a session is created, regenerated,
+	// invalidated, expires or is taken over by this node; see Events for
+	// when and where each runs. Default: none.
+	Events Events
 	// Logger receives the manager's log records. Default: discarded.
 	Logger *slog.Logger
 	// ErrorHandler writes the response when a commit fails before the

@@ -319,7 +319,7 @@ func (m *Manager) fetchOnce(ctx context.Context, id string, route Route, local *
 		m.stats.gone.Add(1)
 		return nil, nil
 	}
-	rec, err := m.install(c)
+	rec, err := m.installReport(ctx, c)
 	if err != nil {
 		m.log.Warn("tandem: fetched session not installed", "id", id, "err", err)
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
