@@ -121,6 +121,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		}
 		p.mu.Unlock()
 		m.store.remove(p)
+		m.unindex(p.id)
 		if alive && !s.carry && m.repl != nil {
 			acks[0] = m.repl.Replicate(&Change{ID: p.id, Base: p.version, Version: p.version + 1, Epoch: p.epoch, Removed: true})
 		}
@@ -156,6 +157,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		rec.returned.Store(prevID != "") // a renewed session came back: not a first visit
 		rec.mu.Lock()
 		m.store.insert(rec)
+		m.indexRecord(rec)
 		if prevID == "" {
 			m.recordEvent(&s.events, evCreated, rec, "", now)
 		} else if m.wants(evRegenerated) {
@@ -194,7 +196,12 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		rec.mu.Unlock()
 		return acks, err
 	}
+	_, userSet := s.set[userKey]
+	_, userDel := s.del[userKey]
 	set, del := s.apply(rec)
+	if userSet || userDel || s.clear {
+		m.indexRecord(rec)
+	}
 	c := &Change{
 		ID: rec.id, Base: rec.version, Version: rec.version + 1, Epoch: rec.epoch,
 		Clear: s.clear, Set: set, Deleted: del,

@@ -128,6 +128,7 @@ func (m *Manager) Surrender(ctx context.Context, id string) (c *Change, held boo
 	close(rec.leaving)
 	rec.mu.Unlock()
 	m.store.remove(rec)
+	m.unindex(id)
 	return c, true
 }
 
@@ -163,6 +164,7 @@ func (m *Manager) giveUp(id string, epoch uint64) bool {
 	rec.mu.Unlock()
 	if fenced {
 		m.store.remove(rec)
+		m.unindex(id)
 	}
 	return fenced
 }
@@ -349,5 +351,6 @@ func (m *Manager) drop(rec *record) {
 	rec.mu.Unlock()
 	if gone {
 		m.store.remove(rec)
+		m.unindex(rec.id)
 	}
 }

@@ -25,6 +25,8 @@ type Manager struct {
 	toucher Toucher
 	locator Locator
 	fetcher Fetcher
+	dir     UserDirectory
+	users   userIndex
 
 	flashSeq atomic.Uint64
 	draining atomic.Bool
@@ -59,6 +61,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		m.toucher, _ = m.repl.(Toucher)
 		m.locator, _ = m.repl.(Locator)
 		m.fetcher, _ = m.repl.(Fetcher)
+		m.dir, _ = m.repl.(UserDirectory)
 		if b, ok := m.repl.(Binder); ok {
 			b.Bind(m)
 		}
@@ -108,6 +111,7 @@ func (m *Manager) Sweep() int {
 			m.recordEvent(&evs, evExpired, r, reason, now)
 			r.mu.Unlock()
 		}
+		m.unindex(r.id)
 		if m.repl != nil {
 			// Epoch 0: it expired, so every copy of it expires too; it did
 			// not end (see Change.Epoch).
@@ -251,6 +255,7 @@ func (m *Manager) install(c *Change, evs *[]pendingEvent) (*record, error) {
 		old.dead, old.moved = true, true
 		old.mu.Unlock()
 		m.store.remove(old)
+		m.unindex(old.id)
 	}
 	if !m.reserve(evs) {
 		return nil, ErrNodeFull
@@ -263,6 +268,9 @@ func (m *Manager) install(c *Change, evs *[]pendingEvent) (*record, error) {
 	rec.accessed.Store(c.Accessed.UnixNano())
 	rec.returned.Store(true) // in use on another node: not a first visit
 	m.store.insert(rec)
+	rec.mu.Lock()
+	m.indexRecord(rec)
+	rec.mu.Unlock()
 	if c.Origin.Reason != "" && m.wants(evTakenOver) {
 		e := m.event(rec, c.Origin.Reason, now)
 		e.From = c.Origin.From
@@ -281,6 +289,7 @@ func (m *Manager) reserve(evs *[]pendingEvent) bool {
 		evicted.mu.Lock()
 		m.recordEvent(evs, evExpired, evicted, ReasonEvicted, m.now())
 		evicted.mu.Unlock()
+		m.unindex(evicted.id)
 		if m.repl != nil {
 			m.repl.Replicate(&Change{ID: evicted.id, Base: evicted.version, Version: evicted.version + 1, Removed: true})
 		}
