@@ -473,8 +473,10 @@ func (n *Node) ExpireBackups() int {
 		return 0
 	}
 	idle, life := m.Timeouts()
-	k := n.backups.expire(n.cfg.Now().UnixNano(), int64(idle+n.cfg.TouchInterval), int64(life))
+	var dropped []expiredCopy
+	k := n.backups.expire(n.cfg.Now().UnixNano(), int64(idle+n.cfg.TouchInterval), int64(life), &dropped)
 	n.stats.backupsExpired.Add(uint64(k))
+	n.reportExpired(m, dropped)
 	return k
 }
 
