@@ -422,8 +422,8 @@ func (n *Node) spreadRumour(id string, inc uint64) {
 }
 
 // onRumour takes another node's word that a peer is dead, unless this
-// node heard from it within SuspectAfter; a peer taken dead so stays dead
-// here for DeadAfter whatever that run sends.
+// node heard from it within SuspectAfter or it answers a ping of this
+// node's; a peer taken dead so is alive again once it answers this node.
 func (n *Node) onRumour(from string, payload []byte) ([]byte, error) {
 	r, err := wire.DecodeRumour(payload)
 	if err != nil {
@@ -433,10 +433,23 @@ func (n *Node) onRumour(from string, payload []byte) ([]byte, error) {
 		n.log.Warn("buddy: a peer found this node dead", "peer", from)
 		return nil, nil
 	}
-	if c, taken := n.view.rumour(r.Target, r.Incarnation, n.cfg.SuspectAfter, n.cfg.DeadAfter); taken {
-		n.log.Info("buddy: peer found dead by another node", "peer", r.Target, "by", from)
-		n.applyChange(r.Target, c)
+	p, known := n.view.peer(r.Target)
+	if !known || n.view.quiet(r.Target) < n.cfg.SuspectAfter && n.view.answers(r.Target) {
+		return nil, nil // it answered this node a moment ago
 	}
+	// One ping of its own first: a node slow to answer one peer is not
+	// taken out of every ring for it.
+	n.spawn(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
+		defer cancel()
+		if _, ok := n.pingOnce(ctx, p); ok {
+			return
+		}
+		if c, taken := n.view.rumour(r.Target, r.Incarnation, n.cfg.SuspectAfter); taken {
+			n.log.Info("buddy: peer found dead by another node", "peer", r.Target, "by", from)
+			n.applyChange(r.Target, c)
+		}
+	})
 	return nil, nil
 }
 

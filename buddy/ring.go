@@ -109,9 +109,11 @@ func (v *view) silent(id string, suspectAfter, deadAfter time.Duration) change {
 
 func (v *view) mark(id string, st State, inc uint64) change { return v.t.Mark(id, ring.State(st), inc) }
 
-func (v *view) rumour(id string, inc uint64, fresh, hold time.Duration) (change, bool) {
-	return v.t.Rumour(id, inc, fresh, hold)
+func (v *view) rumour(id string, inc uint64, fresh time.Duration) (change, bool) {
+	return v.t.Rumour(id, inc, fresh)
 }
+
+func (v *view) quiet(id string) time.Duration { return v.t.Quiet(id) }
 
 func (v *view) vouched(id string, inc uint64, draining bool) (change, bool) {
 	return v.t.Vouched(id, inc, draining)

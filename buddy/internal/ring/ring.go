@@ -58,8 +58,6 @@ type peerState struct {
 	lastOK       time.Time
 	failing      time.Time // since when its probes fail; zero while it answers
 	incarnation  uint64    // the peer's start time; a new value means it restarted
-	deadInc      uint64    // the incarnation a dead rumour named; 0 when none
-	deadUntil    time.Time // until when that run is held dead whatever it sends
 	mismatch     string    // why its configuration is not compatible; "" when it is
 }
 
@@ -111,18 +109,6 @@ func (t *Table) Vouched(id string, inc uint64, draining bool) (Change, bool) {
 	return t.heard(id, inc, draining, nil)
 }
 
-// held reports whether p's run inc is held dead by a rumour.
-func (t *Table) held(p *peerState, inc uint64) bool {
-	if p.deadInc == 0 {
-		return false
-	}
-	if inc > p.deadInc || !t.now().Before(p.deadUntil) {
-		p.deadInc = 0
-		return false
-	}
-	return true
-}
-
 func (t *Table) heard(id string, inc uint64, draining bool, mismatch *string) (Change, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -134,9 +120,6 @@ func (t *Table) heard(id string, inc uint64, draining bool, mismatch *string) (C
 	switch {
 	case p.undiscovered:
 		// Discovery no longer lists it: it stays out.
-	case t.held(p, inc):
-		// Another node found this run dead a moment ago: it stays dead
-		// here for a while, so that every node keeps the same ring.
 	case draining:
 		if p.state != Left || c.Restarted {
 			p.state = Draining
@@ -149,9 +132,7 @@ func (t *Table) heard(id string, inc uint64, draining bool, mismatch *string) (C
 		// traffic did not leave (a stale or replayed leave): alive again.
 		p.state = Alive
 	}
-	if p.deadInc == 0 {
-		p.lastOK, p.failing = t.now(), time.Time{}
-	}
+	p.lastOK, p.failing = t.now(), time.Time{}
 	if inc != 0 {
 		p.incarnation = inc
 	}
@@ -228,10 +209,10 @@ func (t *Table) Mark(id string, st State, inc uint64) Change {
 // Rumour records that another node declared peer id's run inc dead. It is
 // taken unless this node heard from a newer run, or from this one within
 // fresh (it then answers this node: the rumour's sender is cut off from
-// it, not the cluster). A peer taken dead by rumour stays dead for hold
-// whatever that run sends, so that the nodes agree; a newer run comes back
-// at once. It reports the change and whether the rumour was taken.
-func (t *Table) Rumour(id string, inc uint64, fresh, hold time.Duration) (Change, bool) {
+// it, not the cluster). A peer taken dead by rumour is alive again as soon
+// as it answers this node (dead peers are probed every round). It reports
+// the change and whether the rumour was taken.
+func (t *Table) Rumour(id string, inc uint64, fresh time.Duration) (Change, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.peers[id]
@@ -242,7 +223,7 @@ func (t *Table) Rumour(id string, inc uint64, fresh, hold time.Duration) (Change
 		return Change{}, false
 	}
 	c := Change{From: p.state, To: Dead}
-	p.state, p.deadInc, p.deadUntil, p.incarnation = Dead, inc, t.now().Add(hold), inc
+	p.state, p.incarnation = Dead, inc
 	return c, true
 }
 
@@ -453,7 +434,7 @@ func (t *Table) Revive(id string) Change {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.peers[id]
-	if !ok || p.undiscovered || p.state != Dead || t.held(p, 0) {
+	if !ok || p.undiscovered || p.state != Dead {
 		return Change{} // a node that left may still finish sending: only pings bring it back
 	}
 	c := Change{From: p.state, To: Alive}

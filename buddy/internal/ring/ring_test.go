@@ -108,13 +108,12 @@ func TestTransitions(t *testing.T) {
 		{10 * time.Second, "heard", 8, "", Alive, Alive, false, true},
 		// A rumour of its death is refused while it answers this node...
 		{10*time.Second + suspect/2, "rumour", 8, "", Unknown, Unknown, false, true},
-		// ...and taken once it is quiet here too; this run stays dead.
+		// ...and taken once it is quiet here too, until it answers.
 		{12 * time.Second, "rumour", 8, "", Alive, Dead, false, false},
-		{13 * time.Second, "heard", 8, "", Dead, Dead, false, false},
-		{15 * time.Second, "heard", 8, "", Dead, Alive, false, true}, // held no longer: it answers
-		{15*time.Second + suspect/2, "rumour", 8, "", Unknown, Unknown, false, true},
-		{17 * time.Second, "rumour", 8, "", Alive, Dead, false, false},
-		{18 * time.Second, "heard", 10, "", Dead, Alive, true, true}, // a new run comes back at once
+		{13 * time.Second, "heard", 8, "", Dead, Alive, false, true},
+		{13*time.Second + suspect/2, "rumour", 7, "", Unknown, Unknown, false, true}, // an older run
+		{15 * time.Second, "rumour", 8, "", Alive, Dead, false, false},
+		{16 * time.Second, "heard", 10, "", Dead, Alive, true, true}, // a new run
 	}
 	clk := &clock{time.Unix(1000, 0)}
 	t0 := clk.t
@@ -130,7 +129,7 @@ func TestTransitions(t *testing.T) {
 		case "left":
 			c = tab.Mark("n2", Left, s.inc)
 		case "rumour":
-			c, _ = tab.Rumour("n2", s.inc, suspect, 3*time.Second)
+			c, _ = tab.Rumour("n2", s.inc, suspect)
 		}
 		if c.From != s.from || c.To != s.to || c.Restarted != s.restarted {
 			t.Fatalf("step %d (%s at %v): %v -> %v restarted %v, want %v -> %v restarted %v", i, s.event, s.at, c.From, c.To, c.Restarted, s.from, s.to, s.restarted)
