@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,6 +31,11 @@ import (
 	"github.com/tandemsession/tandem/bench/internal/chart"
 	"github.com/tandemsession/tandem/buddy"
 	"github.com/tandemsession/tandem/buddy/memberlist"
+)
+
+var (
+	verbose   = new(bool)
+	traceNode = new(string)
 )
 
 // Result is one implementation at one size.
@@ -51,6 +57,8 @@ func main() {
 	impls := flag.String("impl", "static,memberlist", "implementations")
 	window := flag.Duration("window", 10*time.Second, "how long the steady state is measured")
 	out := flag.String("out", "", "directory for results.json, table.md and membership.svg")
+	verbose = flag.Bool("v", false, "log the peer states while waiting for agreement")
+	traceNode = flag.String("trace", "", "a node whose log goes to stderr")
 	flag.Parse()
 	var results []Result
 	for _, impl := range strings.Split(*impls, ",") {
@@ -111,31 +119,24 @@ func run(impl string, n int, window time.Duration) (r Result) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("n%03d", i)
 	}
-	// The first n start at once (memberlist: the first, then the others
-	// through it).
+	// memberlist: the first, then the others join through it.
 	if impl == "memberlist" {
 		if err := s.start(ids[0]); err != nil {
 			r.Err = err.Error()
 			return r
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	// One after the other, as a deployment scales up: a node's first round
+	// pings the ones before it.
 	for _, id := range ids[:n] {
 		if impl == "memberlist" && id == ids[0] {
 			continue
 		}
-		wg.Go(func() {
-			if err := s.start(id); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		r.Err = err.Error()
-		return r
+		if err := s.start(id); err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if _, ok := s.agree(ids[:n], nil, 5*time.Minute); !ok {
 		r.Err = "the cluster did not form"
@@ -196,6 +197,9 @@ func (s *sim) start(id string) error {
 		return err
 	}
 	cfg := buddy.Config{ID: id, Listener: ln, ClusterKeys: [][]byte{s.key}}
+	if *traceNode == id {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	c := &counter{}
 	switch s.impl {
 	case "static":
@@ -299,6 +303,7 @@ func (s *sim) snapshot() map[string][2]uint64 {
 // out out of its ring, and whether they agreed within limit.
 func (s *sim) agree(ids, out []string, limit time.Duration) (first time.Time, ok bool) {
 	deadline := time.Now().Add(limit)
+	lastLog := time.Now()
 	for time.Now().Before(deadline) {
 		s.mu.Lock()
 		var live []*simNode
@@ -338,6 +343,16 @@ func (s *sim) agree(ids, out []string, limit time.Duration) (first time.Time, ok
 		}
 		if all {
 			return first, true
+		}
+		if *verbose && time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			states := map[buddy.State]int{}
+			for _, n := range live {
+				for _, p := range n.node.Peers() {
+					states[p.State]++
+				}
+			}
+			log.Printf("%s, %d live nodes: peer states seen %v", s.impl, len(live), states)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
