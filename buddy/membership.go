@@ -331,10 +331,16 @@ func (n *Node) pingOnce(ctx context.Context, p Peer) (wire.Ping, bool) {
 // them got an answer is p silent; a peer found dead that way is told to
 // every other peer (spreadRumour), so that the nodes agree on the ring.
 func (n *Node) check(p Peer) {
+	wasDead := !n.view.answers(p.ID)
 	ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
-	_, ok := n.pingOnce(ctx, p)
+	pong, ok := n.pingOnce(ctx, p)
 	cancel()
 	if ok {
+		if wasDead && n.view.inRing(p.ID) {
+			// Back: the nodes that took it dead learn it now, not when
+			// their own probes happen to reach it.
+			n.spreadRumour(p.ID, pong.Incarnation, true)
+		}
 		return
 	}
 	if n.view.inRing(p.ID) {
@@ -345,7 +351,7 @@ func (n *Node) check(p Peer) {
 	c := n.view.silent(p.ID, n.cfg.SuspectAfter, n.cfg.DeadAfter)
 	n.applyChange(p.ID, c)
 	if c.To == ring.Dead && c.From != ring.Dead {
-		n.spreadRumour(p.ID, n.view.incarnation(p.ID))
+		n.spreadRumour(p.ID, n.view.incarnation(p.ID), false)
 	}
 }
 
@@ -404,12 +410,12 @@ func (n *Node) onProbe(from string, payload []byte) ([]byte, error) {
 }
 
 // spreadRumour tells every peer that may answer that peer id, in run inc,
-// is dead. It runs once per peer found dead, not every round.
-func (n *Node) spreadRumour(id string, inc uint64) {
+// is dead (or alive again). It runs once per change, not every round.
+func (n *Node) spreadRumour(id string, inc uint64, alive bool) {
 	if inc == 0 {
 		return
 	}
-	msg := wire.AppendRumour(nil, wire.Rumour{Target: id, Incarnation: inc})
+	msg := wire.AppendRumour(nil, wire.Rumour{Target: id, Incarnation: inc, Alive: alive})
 	for _, p := range n.view.reachable(map[string]bool{id: true}) {
 		n.spawn(func() {
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
@@ -434,8 +440,23 @@ func (n *Node) onRumour(from string, payload []byte) ([]byte, error) {
 		return nil, nil
 	}
 	p, known := n.view.peer(r.Target)
-	if !known || n.view.quiet(r.Target) < n.cfg.SuspectAfter && n.view.answers(r.Target) {
-		return nil, nil // it answered this node a moment ago
+	if !known {
+		return nil, nil
+	}
+	if r.Alive {
+		if !n.view.answers(r.Target) && n.helloProbes.claim(r.Target) {
+			// Dead here: a ping of its own brings it back if it answers.
+			n.spawn(func() {
+				defer n.helloProbes.release(r.Target)
+				ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
+				defer cancel()
+				n.pingOnce(ctx, p)
+			})
+		}
+		return nil, nil
+	}
+	if !n.view.answers(r.Target) || n.view.quiet(r.Target) < n.cfg.SuspectAfter && n.view.inRing(r.Target) {
+		return nil, nil // dead here already, or it answered this node a moment ago
 	}
 	// One ping of its own first: a node slow to answer one peer is not
 	// taken out of every ring for it.

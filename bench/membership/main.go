@@ -98,7 +98,7 @@ type sim struct {
 	mu     sync.Mutex
 	nodes  map[string]*simNode
 	disc   *discovery
-	seed   string // memberlist: the address to join through
+	seeds  []string // memberlist: the gossip addresses of the members started
 	counts map[string]*counter
 }
 
@@ -206,13 +206,11 @@ func (s *sim) start(id string) error {
 		s.disc.add(buddy.Peer{ID: id, Addr: ln.Addr().String()})
 		cfg.Discovery, cfg.DiscoveryInterval = s.disc, time.Second
 	case "memberlist":
+		// Join through three members started before (a deployment's
+		// seed list; one seed alone is slow to push its state to 200).
 		s.mu.Lock()
-		seed := s.seed
+		join := slices.Clone(s.seeds[max(0, len(s.seeds)-3):])
 		s.mu.Unlock()
-		var join []string
-		if seed != "" {
-			join = []string{seed}
-		}
 		mem, err := memberlist.New(memberlist.Config{BindAddr: "127.0.0.1:0", Join: join, ClusterKey: s.key, Tune: func(mc *ml.Config) {
 			nt, err := ml.NewNetTransport(&ml.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: 0, Logger: mc.Logger})
 			if err != nil {
@@ -226,8 +224,8 @@ func (s *sim) start(id string) error {
 		cfg.Membership = mem
 		defer func() {
 			s.mu.Lock()
-			if s.seed == "" {
-				s.seed = mem.Addr()
+			if a := mem.Addr(); a != "" {
+				s.seeds = append(s.seeds, a)
 			}
 			s.mu.Unlock()
 		}()

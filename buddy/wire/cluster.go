@@ -363,20 +363,27 @@ func DecodeProbeReply(b []byte) (ProbeReply, error) {
 
 // Rumour is the payload of MsgRumour: the sender found Target, in its run
 // Incarnation, dead (neither it nor the nodes it asked to probe it got an
-// answer).
+// answer), or, Alive, answering again after it was dead.
 type Rumour struct {
-	// Target is the ID of the node found dead.
+	// Target is the ID of the node found dead or alive.
 	Target string
-	// Incarnation is the run of Target that was found dead.
+	// Incarnation is the run of Target that was found so.
 	Incarnation uint64
+	// Alive: Target answers again.
+	Alive bool
 }
 
 // AppendRumour appends the encoding of r: the target's length (one byte),
-// the target and the incarnation (uvarint).
+// the target, the incarnation (uvarint) and the news (one byte: 0 dead, 1
+// alive).
 func AppendRumour(dst []byte, r Rumour) []byte {
 	dst = append(dst, byte(len(r.Target)))
 	dst = append(dst, r.Target...)
-	return binary.AppendUvarint(dst, r.Incarnation)
+	dst = binary.AppendUvarint(dst, r.Incarnation)
+	if r.Alive {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
 }
 
 // DecodeRumour decodes what AppendRumour encodes. Errors wrap ErrMalformed.
@@ -386,8 +393,8 @@ func DecodeRumour(b []byte) (Rumour, error) {
 	}
 	n := int(b[0])
 	inc, k := binary.Uvarint(b[1+n:])
-	if k <= 0 || 1+n+k != len(b) {
+	if k <= 0 || 1+n+k+1 != len(b) || b[len(b)-1] > 1 {
 		return Rumour{}, fmt.Errorf("%w: rumour payload", ErrMalformed)
 	}
-	return Rumour{Target: string(b[1 : 1+n]), Incarnation: inc}, nil
+	return Rumour{Target: string(b[1 : 1+n]), Incarnation: inc, Alive: b[len(b)-1] == 1}, nil
 }

@@ -16,16 +16,18 @@ func TestProbeMessagesRoundTrip(t *testing.T) {
 			t.Fatalf("probe reply %+v -> %+v %v", r, got, err)
 		}
 	}
-	ru, err := DecodeRumour(AppendRumour(nil, Rumour{Target: "n3", Incarnation: 42}))
-	if err != nil || ru != (Rumour{Target: "n3", Incarnation: 42}) {
-		t.Fatalf("rumour %+v %v", ru, err)
+	for _, r := range []Rumour{{Target: "n3", Incarnation: 42}, {Target: "n4", Incarnation: 1, Alive: true}} {
+		ru, err := DecodeRumour(AppendRumour(nil, r))
+		if err != nil || ru != r {
+			t.Fatalf("rumour %+v: %+v %v", r, ru, err)
+		}
 	}
 	for _, b := range [][]byte{nil, {0}, {3, 'a'}, {1, 'a', 'b'}} {
 		if _, err := DecodeProbe(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("probe %q: %v", b, err)
 		}
 	}
-	for _, b := range [][]byte{nil, {0}, {3, 'a'}, {0, 1, 1}, {1, 'a', 0x80}, {1, 'a', 1, 1}} {
+	for _, b := range [][]byte{nil, {0}, {3, 'a'}, {0, 1, 1}, {1, 'a', 0x80}, {1, 'a', 1}, {1, 'a', 1, 2}, {1, 'a', 1, 0, 0}} {
 		if _, err := DecodeRumour(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("rumour %q: %v", b, err)
 		}

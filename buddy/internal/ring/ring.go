@@ -376,10 +376,10 @@ func (t *Table) Pingable() []Peer {
 // ProbeTargets returns the peers to probe in one round: the neighbours of
 // this node in ID order among the pingable peers (that many on each side),
 // random extra ones drawn with r, every peer whose last probe failed (until
-// it answers or is dead), and every peer never heard from or dead (so that
-// a node coming back is seen at once by every node): a node's probes do not
-// grow with the cluster while every peer is probed by its neighbours every
-// round.
+// it answers or is dead), and every peer never heard from: a node's probes
+// do not grow with the cluster while every peer is probed by its neighbours
+// every round. A dead peer is probed by its neighbours and at random only,
+// so that a node found dead by mistake is not pinged by every node at once.
 func (t *Table) ProbeTargets(neighbours, extra int, r *rand.Rand) []Peer {
 	all := t.Pingable()
 	if len(all) <= 2*neighbours+extra {
@@ -388,7 +388,7 @@ func (t *Table) ProbeTargets(neighbours, extra int, r *rand.Rand) []Peer {
 	t.mu.Lock()
 	unknown := map[string]bool{}
 	for id, p := range t.peers {
-		if (p.state == Unknown || p.state == Dead || p.state == Suspect || !p.failing.IsZero()) && !p.undiscovered {
+		if (p.state == Unknown || p.state == Suspect || !p.failing.IsZero() && p.state != Dead) && !p.undiscovered {
 			unknown[id] = true
 		}
 	}
