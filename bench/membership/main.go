@@ -59,9 +59,23 @@ func main() {
 	out := flag.String("out", "", "directory for results.json, table.md and membership.svg")
 	verbose = flag.Bool("v", false, "log the peer states while waiting for agreement")
 	traceNode = flag.String("trace", "", "a node whose log goes to stderr")
+	from := flag.String("from", "", "comma-separated results.json files to render instead of running")
 	flag.Parse()
 	var results []Result
+	for _, f := range strings.Split(*from, ",") {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		must(err)
+		var rs []Result
+		must(json.Unmarshal(b, &rs))
+		results = append(results, rs...)
+	}
 	for _, impl := range strings.Split(*impls, ",") {
+		if *from != "" {
+			break
+		}
 		for _, s := range strings.Split(*sizes, ",") {
 			n, err := strconv.Atoi(s)
 			if err != nil {
