@@ -249,11 +249,14 @@ func (n *Node) probeLoop() {
 				n.log.Warn("buddy: this node was paused; resending every session to its buddy", "paused", gap.Round(time.Millisecond))
 				n.resyncAll()
 			}
-			if n.cfg.Membership == nil {
-				n.probeRound()
+			last = now
+			// A round runs beside the loop (one at a time), so that a
+			// slow one delays neither Discovery nor the next tick.
+			if n.cfg.Membership == nil && n.roundBusy.CompareAndSwap(false, true) {
+				if !n.spawn(func() { defer n.roundBusy.Store(false); n.probeRound() }) {
+					n.roundBusy.Store(false)
+				}
 			}
-			last = time.Now() // a slow round is no pause
-
 		}
 	}
 }

@@ -78,6 +78,7 @@ type Node struct {
 	lastAsked   atomic.Int64           // when rediscover was last signalled, Unix ns
 	discovered  atomic.Bool            // Discovery (or Membership) answered once
 	rounds      atomic.Uint64          // probe rounds run (tests)
+	roundBusy   atomic.Bool            // a probe round is running
 	helloProbes probeSet               // peers pinged back after their first ping
 	unauth      budget                 // bytes held for requests not authenticated yet
 	authed      budget                 // bytes held for frames of streams whose first frame authenticated
