@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 // TANDEM_TEST_REPL; peers come as id=addr,id=addr. Optional knobs:
 // TANDEM_TEST_MAX_SESSIONS, TANDEM_TEST_MAX_BACKUPS and
 // TANDEM_TEST_REPL_TIMEOUT. It logs warnings and errors to stderr, and
-// serves /stats and /backup (see childStats) outside the session
+// serves /stats, /backup and /users (see childStats, childUsers) outside the session
 // middleware.
 func runChildNode() error {
 	var peers []Peer
@@ -97,6 +97,18 @@ func runChildNode() error {
 		}
 		_ = json.NewEncoder(w).Encode(childBackup{Owner: owner, Version: c.Version, Epoch: c.Epoch, Accessed: c.Accessed})
 	})
+	outside.HandleFunc("/users", func(w http.ResponseWriter, r *http.Request) {
+		var out childUsers
+		list, err := mgr.UserSessions(r.Context(), r.URL.Query().Get("u"))
+		out.Sessions = list
+		if r.URL.Query().Has("end") {
+			out.Ended, err = mgr.InvalidateUser(r.Context(), r.URL.Query().Get("u"))
+		}
+		if err != nil {
+			out.Err = err.Error()
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	})
 	outside.Handle("/", app)
 	srv := &http.Server{Addr: os.Getenv("TANDEM_TEST_HTTP"), Handler: outside}
 	ln, err := net.Listen("tcp", srv.Addr)
@@ -123,6 +135,14 @@ type childStats struct {
 	Sessions   int
 	HeapAlloc  uint64 // after a collection when asked with ?gc
 	Goroutines int
+}
+
+// childUsers is what a child node's /users?u= answers: the user's
+// sessions in the cluster (and how many it ended, with &end).
+type childUsers struct {
+	Sessions []core.SessionInfo
+	Ended    int
+	Err      string
 }
 
 // childBackup is what a child node's /backup?id= answers of its copy.

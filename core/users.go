@@ -11,8 +11,11 @@ import (
 	"time"
 )
 
-// userKey is the reserved attribute holding the user a session is bound
-// to (Session.SetUser): it replicates like any attribute.
+// UserKey is the reserved attribute holding the user a session is bound
+// to (Session.SetUser): it replicates like any attribute, and the cluster
+// reads it in backup copies. Applications use SetUser and User.
+const UserKey = userKey
+
 const userKey = "\x00user"
 
 // MaxUserLen is the longest user name SetUser accepts, in bytes.
@@ -259,10 +262,6 @@ func UserOf(set []Attr) string {
 	}
 	return ""
 }
-
-// UserAttr reports whether key is the reserved attribute that binds a
-// session to its user: the cluster indexes it.
-func UserAttr(key string) bool { return key == userKey }
 
 func checkUser(user string) error {
 	if user == "" || len(user) > MaxUserLen {
