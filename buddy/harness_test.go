@@ -118,7 +118,9 @@ func coreCluster(t testing.TB, n int, edit func(*Config), coreEdit func(i int, c
 // alive.
 func waitRing(t testing.TB, ms []*member) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// Generous: under -race on two busy cores a live node can miss
+	// DeadAfter (250 ms with fastTimers) and flap for a while.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ok := true
 		for _, m := range ms {
