@@ -10,7 +10,7 @@ import (
 	"github.com/tandemsession/tandem/core"
 )
 
-// pathUsers is the endpoint of a user's sessions (PROTOCOL.md section 4c):
+// pathUsers is the endpoint of a user's sessions (PROTOCOL.md section 4b):
 // list them, or end them.
 const pathUsers = "/tandem/v1/users"
 

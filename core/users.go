@@ -75,6 +75,7 @@ type IncompleteError struct {
 	Unanswered []string
 }
 
+// Error names the nodes that did not answer.
 func (e *IncompleteError) Error() string {
 	return fmt.Sprintf("%v: no answer from %s", ErrIncomplete, strings.Join(e.Unanswered, ", "))
 }
