@@ -320,7 +320,8 @@ func (m *Manager) endUserSessions(ctx context.Context, user string, ids []string
 // Regenerate. The binding is a reserved attribute, committed and
 // replicated with the request like any other, so it survives failover,
 // and Manager.UserSessions and InvalidateUser find the session on any
-// node. User returns it; Keys does not list it.
+// node. User returns it; Keys does not list it; Clear and Invalidate
+// remove it with the rest.
 //
 // With Limits.MaxSessionsPerUser set, SetUser first lists the user's
 // sessions across the cluster (within ctx): when the user already holds
