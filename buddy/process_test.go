@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +62,8 @@ func runChildNode() error {
 		return err
 	}
 	mcfg := core.Config{Keys: []core.KeyPair{testCookieKey}, Replicator: node, Logger: log}
+	var events childEvents
+	events.hooks(&mcfg)
 	mcfg.Limits.MaxSessions, _ = strconv.Atoi(os.Getenv("TANDEM_TEST_MAX_SESSIONS"))
 	mgr, err := core.NewManager(mcfg)
 	if err != nil {
@@ -96,6 +99,11 @@ func runChildNode() error {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(childBackup{Owner: owner, Version: c.Version, Epoch: c.Epoch, Accessed: c.Accessed})
+	})
+	outside.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+		events.mu.Lock()
+		defer events.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(events.list)
 	})
 	outside.HandleFunc("/users", func(w http.ResponseWriter, r *http.Request) {
 		var out childUsers
@@ -135,6 +143,31 @@ type childStats struct {
 	Sessions   int
 	HeapAlloc  uint64 // after a collection when asked with ?gc
 	Goroutines int
+}
+
+// childEvent is one event a child node reported (its /events).
+type childEvent struct {
+	Kind   string
+	ID     string
+	Reason core.Reason
+	Node   string
+}
+
+// childEvents records a child node's events.
+type childEvents struct {
+	mu   sync.Mutex
+	list []childEvent
+}
+
+func (l *childEvents) hooks(c *core.Config) {
+	rec := func(kind string) func(context.Context, core.Event) {
+		return func(_ context.Context, e core.Event) {
+			l.mu.Lock()
+			l.list = append(l.list, childEvent{kind, e.ID, e.Reason, e.Node})
+			l.mu.Unlock()
+		}
+	}
+	c.Events = core.Events{OnCreated: rec("created"), OnInvalidated: rec("invalidated"), OnExpired: rec("expired"), OnTakenOver: rec("taken")}
 }
 
 // childUsers is what a child node's /users?u= answers: the user's
