@@ -204,8 +204,18 @@ func testApp(w http.ResponseWriter, r *http.Request) {
 		s.Invalidate()
 	case "/login":
 		s.Regenerate()
+	case "/user": // log in as ?u=
+		s.Regenerate()
+		if err := s.SetUser(r.Context(), q.Get("u")); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 	}
 	w.Header().Set("X-Session", s.ID())
+	w.Header().Set("X-User", s.User())
+	if r.URL.Path == "/whoami" {
+		_, _ = w.Write([]byte("user=" + s.User()))
+	}
 }
 
 // browser keeps one session cookie.

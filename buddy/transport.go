@@ -35,6 +35,7 @@ var replyType = map[wire.MsgType]wire.MsgType{
 	wire.MsgPing:     wire.MsgPong,
 	wire.MsgTransfer: wire.MsgTransferReply,
 	wire.MsgLeave:    wire.MsgLeaveReply,
+	wire.MsgUsers:    wire.MsgUsersReply,
 }
 
 func (n *Node) routes() http.Handler {
@@ -43,6 +44,7 @@ func (n *Node) routes() http.Handler {
 	mux.Handle(pathPing, n.endpoint(wire.MsgPing, n.onPing))
 	mux.Handle(pathTransfer, n.endpoint(wire.MsgTransfer, n.onTransfer))
 	mux.Handle(pathLeave, n.endpoint(wire.MsgLeave, n.onLeave))
+	mux.Handle(pathUsers, n.endpoint(wire.MsgUsers, n.onUsers))
 	mux.HandleFunc(pathStream, n.serveStream)
 	return mux
 }

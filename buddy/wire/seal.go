@@ -43,6 +43,10 @@ const (
 	MsgLeave MsgType = 9
 	// MsgLeaveReply answers MsgLeave.
 	MsgLeaveReply MsgType = 10
+	// MsgUsers asks a node for a user's sessions, or to end them.
+	MsgUsers MsgType = 21
+	// MsgUsersReply answers MsgUsers.
+	MsgUsersReply MsgType = 22
 )
 
 // String returns the type's name, such as "batch" or "batch-reply", or
@@ -69,6 +73,10 @@ func (t MsgType) String() string {
 		return "leave"
 	case MsgLeaveReply:
 		return "leave-reply"
+	case MsgUsers:
+		return "users"
+	case MsgUsersReply:
+		return "users-reply"
 	}
 	return fmt.Sprintf("msg(%d)", byte(t))
 }
