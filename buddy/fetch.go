@@ -130,10 +130,12 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 		s.source = strings.TrimSuffix(s.source, redirected)
 		c.Epoch = max(c.Epoch, local.Epoch, route.Epoch) + 1
 		// This node owns it from now on: a copy of it held here is stale.
-		n.backups.dropOlder(id, c.Epoch)
+		// (c.ID is not id for a session regenerated within its grace
+		// window: the new one came.)
+		n.backups.dropOlder(c.ID, c.Epoch)
 		n.log.Debug("buddy: session fetched", "id", id, "source", s.source, "epoch", c.Epoch, "version", c.Version)
 		n.stats.fetched(s.source)
-		n.moves.forget(id)
+		n.moves.forget(c.ID)
 		return c, nil
 	case route.Unsaved || s.ended:
 		// Issued before anything was stored, or ended: nothing to lose.

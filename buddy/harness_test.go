@@ -2,6 +2,8 @@ package buddy
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,9 +20,25 @@ import (
 )
 
 var (
-	testClusterKey = bytes.Repeat([]byte("k"), 32)
+	testClusterKey = processClusterKey()
 	testCookieKey  = core.KeyPair{Hash: bytes.Repeat([]byte("h"), 32), Block: bytes.Repeat([]byte("b"), 32)}
 )
+
+// processClusterKey is one random cluster key per test process, handed to
+// the node processes it starts through the environment. A fixed key let
+// clusters of two test processes on one machine talk to each other when one
+// reused a port a node of the other still dialled (same IDs, same key):
+// messages of another run now fail authentication.
+func processClusterKey() []byte {
+	const env = "TANDEM_TEST_CLUSTER_KEY"
+	if b, err := hex.DecodeString(os.Getenv(env)); err == nil && len(b) == 32 {
+		return b
+	}
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand)
+	os.Setenv(env, hex.EncodeToString(b))
+	return b
+}
 
 // member is one in-process node: its buddy.Node and the core.Manager it
 // replicates for.
@@ -209,8 +227,18 @@ func testApp(w http.ResponseWriter, r *http.Request) {
 		s.Invalidate()
 	case "/login":
 		s.Regenerate()
+	case "/user": // log in as ?u=
+		s.Regenerate()
+		if err := s.SetUser(r.Context(), q.Get("u")); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 	}
 	w.Header().Set("X-Session", s.ID())
+	w.Header().Set("X-User", s.User())
+	if r.URL.Path == "/whoami" {
+		_, _ = w.Write([]byte("user=" + s.User()))
+	}
 }
 
 // browser keeps one session cookie.

@@ -111,14 +111,23 @@ func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply 
 		cancel()
 		if c != nil {
 			n.stats.ownershipMoves.Add(1)
-			n.moves.add(id, from, c.Epoch, c, time.Now())
+			// c.ID is not id when id was regenerated within the grace
+			// window: the asker gets the new session.
+			n.moves.add(c.ID, from, c.Epoch, c, time.Now())
 			// The buddy's copy is the new owner's to replace now: a removal
 			// without an epoch drops it without marking the session ended.
-			n.sender.enqueue(wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Removed: true}})
+			n.sender.enqueue(wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: c.ID, Removed: true}})
 			return wire.FetchReply{Status: wire.FetchFound, Copy: c}
 		}
 		if held {
 			return wire.FetchReply{Status: wire.FetchPending}
+		}
+		if next := m.Successor(id); next != "" {
+			// Regenerated here within the grace window, and the new
+			// session moved on: the node it went to answers for the old ID.
+			if to, _, moved := n.moves.get(next); moved && to != "" && to != from {
+				return redirect(to)
+			}
 		}
 	}
 	// A copy (or fence) held here is newer knowledge than where this node
@@ -219,6 +228,12 @@ func (n *Node) applyBatch(from string, recs []wire.Record) wire.BatchReply {
 		switch out {
 		case applied:
 			n.stats.recordsApplied.Add(1)
+			if m != nil && r.Kind == wire.KindFull && r.Change.PrevID != "" {
+				// Regenerated on its owner: a request that reaches this
+				// node with the old ID within the grace window gets the new
+				// session (fetched from the owner).
+				m.Regenerated(r.Change.PrevID, r.Change.ID)
+			}
 		case ignored:
 			n.stats.recordsIgnored.Add(1)
 		case gap:

@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestMain(m *testing.M) {
 // TANDEM_TEST_REPL; peers come as id=addr,id=addr. Optional knobs:
 // TANDEM_TEST_MAX_SESSIONS, TANDEM_TEST_MAX_BACKUPS and
 // TANDEM_TEST_REPL_TIMEOUT. It logs warnings and errors to stderr, and
-// serves /stats and /backup (see childStats) outside the session
+// serves /stats, /backup and /users (see childStats, childUsers) outside the session
 // middleware.
 func runChildNode() error {
 	var peers []Peer
@@ -61,6 +62,8 @@ func runChildNode() error {
 		return err
 	}
 	mcfg := core.Config{Keys: []core.KeyPair{testCookieKey}, Replicator: node, Logger: log}
+	var events childEvents
+	events.hooks(&mcfg)
 	mcfg.Limits.MaxSessions, _ = strconv.Atoi(os.Getenv("TANDEM_TEST_MAX_SESSIONS"))
 	mgr, err := core.NewManager(mcfg)
 	if err != nil {
@@ -97,6 +100,23 @@ func runChildNode() error {
 		}
 		_ = json.NewEncoder(w).Encode(childBackup{Owner: owner, Version: c.Version, Epoch: c.Epoch, Accessed: c.Accessed})
 	})
+	outside.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+		events.mu.Lock()
+		defer events.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(events.list)
+	})
+	outside.HandleFunc("/users", func(w http.ResponseWriter, r *http.Request) {
+		var out childUsers
+		list, err := mgr.UserSessions(r.Context(), r.URL.Query().Get("u"))
+		out.Sessions = list
+		if r.URL.Query().Has("end") {
+			out.Ended, err = mgr.InvalidateUser(r.Context(), r.URL.Query().Get("u"))
+		}
+		if err != nil {
+			out.Err = err.Error()
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	})
 	outside.Handle("/", app)
 	srv := &http.Server{Addr: os.Getenv("TANDEM_TEST_HTTP"), Handler: outside}
 	ln, err := net.Listen("tcp", srv.Addr)
@@ -123,6 +143,39 @@ type childStats struct {
 	Sessions   int
 	HeapAlloc  uint64 // after a collection when asked with ?gc
 	Goroutines int
+}
+
+// childEvent is one event a child node reported (its /events).
+type childEvent struct {
+	Kind   string
+	ID     string
+	Reason core.Reason
+	Node   string
+}
+
+// childEvents records a child node's events.
+type childEvents struct {
+	mu   sync.Mutex
+	list []childEvent
+}
+
+func (l *childEvents) hooks(c *core.Config) {
+	rec := func(kind string) func(context.Context, core.Event) {
+		return func(_ context.Context, e core.Event) {
+			l.mu.Lock()
+			l.list = append(l.list, childEvent{kind, e.ID, e.Reason, e.Node})
+			l.mu.Unlock()
+		}
+	}
+	c.Events = core.Events{OnCreated: rec("created"), OnInvalidated: rec("invalidated"), OnExpired: rec("expired"), OnTakenOver: rec("taken")}
+}
+
+// childUsers is what a child node's /users?u= answers: the user's
+// sessions in the cluster (and how many it ended, with &end).
+type childUsers struct {
+	Sessions []core.SessionInfo
+	Ended    int
+	Err      string
 }
 
 // childBackup is what a child node's /backup?id= answers of its copy.

@@ -3,6 +3,7 @@ package buddy_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net"
 	"strings"
@@ -15,9 +16,17 @@ import (
 
 // readyNode starts a node on ln with peers and fast timers, and a manager
 // bound to it; both stop when the test ends.
+// clusterKey is random per test process, so that no cluster of another test
+// process on the machine can authenticate to these nodes.
+var clusterKey = func() []byte {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand)
+	return b
+}()
+
 func readyNode(t *testing.T, id string, ln net.Listener, peers []buddy.Peer) *buddy.Node {
 	t.Helper()
-	n, err := buddy.New(buddy.Config{ID: id, Listener: ln, Peers: peers, ClusterKeys: [][]byte{bytes.Repeat([]byte("k"), 32)},
+	n, err := buddy.New(buddy.Config{ID: id, Listener: ln, Peers: peers, ClusterKeys: [][]byte{clusterKey},
 		PingInterval: 20 * time.Millisecond, SuspectAfter: 100 * time.Millisecond, DeadAfter: 250 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ var replyType = map[wire.MsgType]wire.MsgType{
 	wire.MsgLeave:    wire.MsgLeaveReply,
 	wire.MsgProbe:    wire.MsgProbeReply,
 	wire.MsgRumour:   wire.MsgRumourReply,
+	wire.MsgUsers:    wire.MsgUsersReply,
 }
 
 func (n *Node) routes() http.Handler {
@@ -47,6 +48,7 @@ func (n *Node) routes() http.Handler {
 	mux.Handle(pathPing, n.endpoint(wire.MsgPing, n.onPing))
 	mux.Handle(pathTransfer, n.endpoint(wire.MsgTransfer, n.onTransfer))
 	mux.Handle(pathLeave, n.endpoint(wire.MsgLeave, n.onLeave))
+	mux.Handle(pathUsers, n.endpoint(wire.MsgUsers, n.onUsers))
 	mux.HandleFunc(pathStream, n.serveStream)
 	mux.Handle(pathProbe, n.endpoint(wire.MsgProbe, n.onProbe))
 	mux.Handle(pathRumour, n.endpoint(wire.MsgRumour, n.onRumour))

@@ -116,6 +116,19 @@ type Config struct {
 	// Lifetime ends a session this long after it was created, however busy
 	// it is. Default 24 hours.
 	Lifetime time.Duration
+	// RegenerateGrace is how long, after Session.Regenerate, a request that
+	// still brings the old ID (a page's parallel requests sent before the
+	// login's response arrived) is served the new session instead of a
+	// fresh, empty one, on any node: the node it reaches fetches the new
+	// session if needed. Such a request never gets the new cookie (the
+	// login's response carries it), so after the window the old ID is dead
+	// for everyone. The price: whoever holds the old cookie (an attacker
+	// who fixed the session ID before the login) is served the logged-in
+	// session for that long; set it short, or negative where that matters.
+	// A request with the old ID that reaches neither the owner nor its
+	// buddy after the owner died gets a fresh session. Default 10 seconds;
+	// negative turns it off (the old ID dies at the commit).
+	RegenerateGrace time.Duration
 	// Codec encodes attribute values. Default JSONCodec.
 	Codec Codec
 	// Limits bound sessions and nodes. See Limits for defaults.
@@ -186,6 +199,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"FirstVisitIdleTimeout", &cfg.FirstVisitIdleTimeout, defaultFirstVisitIdleTimeout},
 		{"Lifetime", &cfg.Lifetime, defaultLifetime},
 		{"SweepInterval", &cfg.SweepInterval, defaultSweepInterval},
+	}
+	if cfg.RegenerateGrace == 0 {
+		cfg.RegenerateGrace = defaultRegenerateGrace
 	}
 	for _, d := range durations {
 		if *d.d < 0 {

@@ -198,11 +198,6 @@ func (m *Manager) BackupExpired(id string, created, accessed time.Time, set []At
 	if !m.wants(evExpired) {
 		return
 	}
-	e := Event{ID: id, Node: m.location().Owner, Reason: ReasonBackupExpired, Created: created, At: m.cfg.Now()}
-	for _, a := range set {
-		if a.Key == userKey {
-			e.User = string(a.Value)
-		}
-	}
+	e := Event{ID: id, Node: m.location().Owner, User: userOf(set), Reason: ReasonBackupExpired, Created: created, At: m.cfg.Now()}
 	m.fireOne(context.Background(), pendingEvent{evExpired, e})
 }

@@ -96,6 +96,16 @@ func (m *Manager) Surrender(ctx context.Context, id string) (c *Change, held boo
 	}
 	rec, ok := m.store.get(id, m.now())
 	if !ok {
+		if next := m.successor(id, m.now()); next != nil {
+			// Regenerated within the grace window: the asker's request
+			// brought the old ID; it gets the new session, its copy naming
+			// the old ID as PrevID.
+			c, held = m.Surrender(ctx, next.id)
+			if c != nil {
+				c.PrevID = id
+			}
+			return c, held
+		}
 		return nil, false
 	}
 	rec.mu.Lock()
@@ -198,6 +208,12 @@ type flight struct {
 // wrapping ErrUnavailable when the cluster could not tell in time.
 func (m *Manager) lookup(ctx context.Context, id string, route Route) (*record, error) {
 	self := m.location().Owner
+	if to := m.successorID(id, m.now()); to != "" {
+		// Regenerated within the grace window (here, or on the node this
+		// one fetched the new session from): the request gets the new
+		// session, wherever it is now.
+		id = to
+	}
 	for range 3 { // a record that dies while we wait for it is looked up again
 		rec, ok := m.store.get(id, m.now())
 		var local Stamp
@@ -206,6 +222,7 @@ func (m *Manager) lookup(ctx context.Context, id string, route Route) (*record, 
 			local, ok = rec.stamp(), !rec.dead
 			rec.mu.Unlock()
 		}
+
 		switch {
 		case ok && (m.fetcher == nil || !mayBeNewer(route, local, self)):
 			if rec.enter(ctx) {
@@ -322,6 +339,11 @@ func (m *Manager) fetchOnce(ctx context.Context, id string, route Route, local *
 		return nil, nil
 	}
 	rec, err := m.installReport(ctx, c)
+	if err == nil && c.PrevID != "" && c.PrevID == id {
+		// The owner regenerated the session within its grace window: the
+		// other requests with the old ID get it here too.
+		m.renamed(id, c.ID, m.now())
+	}
 	if err != nil {
 		m.log.Warn("tandem: fetched session not installed", "id", id, "err", err)
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -27,6 +27,7 @@ type Manager struct {
 	fetcher Fetcher
 	dir     UserDirectory
 	users   userIndex
+	renames renames
 
 	flashSeq atomic.Uint64
 	draining atomic.Bool
@@ -196,7 +197,10 @@ func (m *Manager) Load(r *http.Request) *Session {
 		}
 		return s
 	}
-	s.id, s.rec, s.held, s.cookieID, s.staleCookie = p.id, rec, rec, p.id, stale || p.unsaved
+	// rec.id is not p.id when the cookie's ID was regenerated within
+	// RegenerateGrace: the request gets the new session and its cookie.
+	s.id, s.rec, s.held, s.cookieID, s.staleCookie = rec.id, rec, rec, p.id, stale || p.unsaved
+	s.graced = rec.id != p.id
 	return s
 }
 
@@ -383,5 +387,10 @@ func (m *Manager) Fingerprint() (settings uint64, keys []uint64) {
 // shows one (Route.Proof). The cluster (package buddy) calls it.
 func (m *Manager) Proves(id, proof string) bool {
 	p, _, err := m.cookies.decode(proof)
-	return err == nil && p.id == id
+	if err != nil {
+		return false
+	}
+	// A cookie of the ID a session had before Regenerate proves the
+	// session within RegenerateGrace.
+	return p.id == id || m.successorID(p.id, m.now()) == id
 }

@@ -50,6 +50,10 @@ type Session struct {
 	invalidated bool
 
 	events []pendingEvent // recorded by the commit, fired after it
+	// graced: the request brought an ID regenerated within
+	// RegenerateGrace and is served the new session; it gets no cookie
+	// of it (the login's response carries it).
+	graced bool
 
 	headerDone bool  // CommitHeader ran
 	headerErr  error // its result

@@ -146,7 +146,7 @@ func TestConcurrentSameKeyLastCommitWins(t *testing.T) {
 }
 
 func TestRegenerateKillsOldID(t *testing.T) {
-	m, _ := newManager(t, nil)
+	m, _ := newManager(t, func(c *Config) { c.RegenerateGrace = -1 })
 	var ids []string
 	c := newClient(t, m, func(w http.ResponseWriter, r *http.Request) {
 		s := FromContext(r.Context())

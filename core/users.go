@@ -8,11 +8,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// userKey is the reserved attribute holding the user a session is bound
-// to (Session.SetUser): it replicates like any attribute.
+// UserKey is the reserved attribute holding the user a session is bound
+// to (Session.SetUser): it replicates like any attribute, and the cluster
+// reads it in backup copies. Applications use SetUser and User.
+const UserKey = userKey
+
 const userKey = "\x00user"
 
 // MaxUserLen is the longest user name SetUser accepts, in bytes.
@@ -72,6 +76,7 @@ type IncompleteError struct {
 	Unanswered []string
 }
 
+// Error names the nodes that did not answer.
 func (e *IncompleteError) Error() string {
 	return fmt.Sprintf("%v: no answer from %s", ErrIncomplete, strings.Join(e.Unanswered, ", "))
 }
@@ -86,7 +91,12 @@ type userIndex struct {
 	mu     sync.Mutex
 	byUser map[string]map[string]struct{}
 	byID   map[string]string
+	n      atomic.Int64 // len(byID): while 0, nothing is looked up or locked
 }
+
+// empty reports whether no session is indexed: an application that never
+// calls SetUser pays no lock for the index.
+func (x *userIndex) empty() bool { return x.n.Load() == 0 }
 
 // set records that session id is bound to user ("" for none).
 func (x *userIndex) set(id, user string) {
@@ -105,6 +115,7 @@ func (x *userIndex) set(id, user string) {
 		x.byID, x.byUser = make(map[string]string), make(map[string]map[string]struct{})
 	}
 	x.byID[id] = user
+	x.n.Add(1)
 	ids := x.byUser[user]
 	if ids == nil {
 		ids = make(map[string]struct{})
@@ -116,6 +127,7 @@ func (x *userIndex) set(id, user string) {
 // drop removes the entry of id under user. It runs under x.mu.
 func (x *userIndex) drop(user, id string) {
 	delete(x.byID, id)
+	x.n.Add(-1)
 	if ids := x.byUser[user]; ids != nil {
 		delete(ids, id)
 		if len(ids) == 0 {
@@ -146,10 +158,18 @@ func (x *userIndex) forget(id, user string) {
 
 // unindex removes session id from the user index: it is no longer owned
 // here.
-func (m *Manager) unindex(id string) { m.users.set(id, "") }
+func (m *Manager) unindex(id string) {
+	if !m.users.empty() {
+		m.users.set(id, "")
+	}
+}
 
 // indexRecord indexes rec under its user. It runs under rec.mu.
-func (m *Manager) indexRecord(rec *record) { m.users.set(rec.id, string(rec.attrs[userKey])) }
+func (m *Manager) indexRecord(rec *record) {
+	if u := rec.attrs[userKey]; len(u) > 0 || !m.users.empty() {
+		m.users.set(rec.id, string(u))
+	}
+}
 
 // ownedOf returns the live records this node owns for user, each locked
 // by fn's caller in turn; stale index entries are dropped.
@@ -240,18 +260,12 @@ func (m *Manager) BackupEnded(ctx context.Context, id string, created time.Time,
 	if !m.wants(evInvalidated) {
 		return
 	}
-	e := Event{ID: id, Node: m.location().Owner, Reason: reason, Created: created, At: m.cfg.Now()}
-	for _, a := range set {
-		if a.Key == userKey {
-			e.User = string(a.Value)
-		}
-	}
+	e := Event{ID: id, Node: m.location().Owner, User: userOf(set), Reason: reason, Created: created, At: m.cfg.Now()}
 	m.fireOne(ctx, pendingEvent{evInvalidated, e})
 }
 
-// UserOf returns the user bound in a session's attributes (a Change's
-// Set), or "". The cluster uses it to find a user's backup copies.
-func UserOf(set []Attr) string {
+// userOf returns the user bound in a session's attributes, or "".
+func userOf(set []Attr) string {
 	for _, a := range set {
 		if a.Key == userKey {
 			return string(a.Value)
@@ -259,10 +273,6 @@ func UserOf(set []Attr) string {
 	}
 	return ""
 }
-
-// UserAttr reports whether key is the reserved attribute that binds a
-// session to its user: the cluster indexes it.
-func UserAttr(key string) bool { return key == userKey }
 
 func checkUser(user string) error {
 	if user == "" || len(user) > MaxUserLen {
@@ -320,7 +330,8 @@ func (m *Manager) endUserSessions(ctx context.Context, user string, ids []string
 // Regenerate. The binding is a reserved attribute, committed and
 // replicated with the request like any other, so it survives failover,
 // and Manager.UserSessions and InvalidateUser find the session on any
-// node. User returns it; Keys does not list it.
+// node. User returns it; Keys does not list it; Clear and Invalidate
+// remove it with the rest.
 //
 // With Limits.MaxSessionsPerUser set, SetUser first lists the user's
 // sessions across the cluster (within ctx): when the user already holds

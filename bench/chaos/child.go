@@ -1,8 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,14 +32,33 @@ const (
 	envApp        = "TANDEM_CHAOS_APP"        // gin or echo
 	envMembership = "TANDEM_CHAOS_MEMBERSHIP" // static (the only one today)
 	envLog        = "TANDEM_CHAOS_LOG"        // slog level of the node's log on stderr
+	envKeys       = "TANDEM_CHAOS_KEYS"       // hex: cluster key, cookie hash key, cookie block key (32 bytes each)
 )
 
-// chaosClusterKey and chaosCookieKeys are the keys shared by every node of
-// a chaos cluster. They protect nothing: the traffic stays on loopback.
-func chaosClusterKey() []byte { return bytes.Repeat([]byte("k"), buddy.ClusterKeySize) }
+// runKeys are the cluster key and cookie keys of one run, drawn afresh for
+// every run: two drivers on one machine (or a later run reusing a port an
+// earlier one's node still dials) then cannot talk to each other's nodes,
+// whose messages fail authentication instead of joining the wrong cluster.
+type runKeys struct{ cluster, hash, block []byte }
 
-func chaosCookieKeys() core.KeyPair {
-	return core.KeyPair{Hash: bytes.Repeat([]byte("h"), 32), Block: bytes.Repeat([]byte("b"), 32)}
+func newRunKeys() runKeys {
+	b := make([]byte, buddy.ClusterKeySize+64)
+	rand.Read(b) // never fails (crypto/rand)
+	n := buddy.ClusterKeySize
+	return runKeys{cluster: b[:n], hash: b[n : n+32], block: b[n+32:]}
+}
+
+func (k runKeys) String() string {
+	return hex.EncodeToString(slices.Concat(k.cluster, k.hash, k.block))
+}
+
+func parseRunKeys(s string) (runKeys, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != buddy.ClusterKeySize+64 {
+		return runKeys{}, fmt.Errorf("%s: want %d hex-encoded bytes", envKeys, buddy.ClusterKeySize+64)
+	}
+	n := buddy.ClusterKeySize
+	return runKeys{cluster: b[:n], hash: b[n : n+32], block: b[n+32:]}, nil
 }
 
 // routeCookie is core.CookieConfig.RouteName on every node: the balancer
@@ -51,6 +72,7 @@ const sessionCookie = "tandem"
 type childConfig struct {
 	id, mode, app, membership string
 	peers                     []buddy.Peer
+	keys                      runKeys
 	level                     slog.Level
 }
 
@@ -61,6 +83,9 @@ func childConfigFromEnv() (childConfig, error) {
 		return c, err
 	}
 	c.peers = peers
+	if c.keys, err = parseRunKeys(os.Getenv(envKeys)); err != nil {
+		return c, err
+	}
 	if err := c.level.UnmarshalText([]byte(os.Getenv(envLog))); err != nil {
 		c.level = slog.LevelInfo
 	}
@@ -119,7 +144,7 @@ func runChild() error {
 		httpLn.Close()
 		return fmt.Errorf("replication listener: %w", err)
 	}
-	bcfg := buddy.Config{ID: c.id, Listener: replLn, ClusterKeys: [][]byte{chaosClusterKey()}, Logger: log}
+	bcfg := buddy.Config{ID: c.id, Listener: replLn, ClusterKeys: [][]byte{c.keys.cluster}, Logger: log}
 	switch c.mode {
 	case "", "sync":
 		bcfg.Mode = buddy.Sync
@@ -139,7 +164,7 @@ func runChild() error {
 	}
 	tap := newVersionTap(node)
 	mgr, err := core.NewManager(core.Config{
-		Keys:       []core.KeyPair{chaosCookieKeys()},
+		Keys:       []core.KeyPair{{Hash: c.keys.hash, Block: c.keys.block}},
 		Replicator: tap,
 		Cookie:     core.CookieConfig{RouteName: routeCookie},
 		Logger:     log,

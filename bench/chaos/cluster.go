@@ -68,6 +68,7 @@ func newCluster(cfg clusterConfig, rec *recorder, bal *balancer, log *slog.Logge
 		c.nodes = append(c.nodes, p)
 		bal.addNode(p.id, p.httpAddr)
 	}
+	keys := newRunKeys()
 	for _, from := range c.nodes {
 		peers := make([]buddy.Peer, 0, len(c.nodes))
 		for _, to := range c.nodes {
@@ -84,7 +85,7 @@ func newCluster(cfg clusterConfig, rec *recorder, bal *balancer, log *slog.Logge
 			peers = append(peers, buddy.Peer{ID: to.id, Addr: addr})
 		}
 		from.env = []string{envChild + "=node", envID + "=" + from.id, envPeers + "=" + formatPeers(peers),
-			envMode + "=" + cfg.mode, envApp + "=" + cfg.app, envMembership + "=" + cfg.membership, envLog + "=" + cfg.logLevel}
+			envMode + "=" + cfg.mode, envApp + "=" + cfg.app, envMembership + "=" + cfg.membership, envLog + "=" + cfg.logLevel, envKeys + "=" + keys.String()}
 	}
 	return c, nil
 }
@@ -353,6 +354,7 @@ func (c *cluster) close() {
 		if err := p.kill(); err != nil {
 			c.log.Warn("chaos: node not stopped", "node", p.id, "err", err)
 		}
+		p.release()
 	}
 	for _, px := range c.proxies {
 		px.Close()

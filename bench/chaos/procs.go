@@ -19,7 +19,8 @@ import (
 // connection to the node is refused.
 type nodeProc struct {
 	id                 string
-	httpAddr, replAddr string // "" until the first start picks ports
+	httpAddr, replAddr string     // "" until reserve picks ports
+	held               []*os.File // the reserved sockets, kept until the first start uses them
 	env                []string
 	log                io.Writer // the node's output, every incarnation
 
@@ -90,7 +91,9 @@ func bind(addr string) (string, *os.File, error) {
 }
 
 // reserve picks the node's two ports (once), before any process starts,
-// so that every node's peer list can name them.
+// so that every node's peer list can name them. It keeps the sockets open
+// for the first start: closed, a port could go to another process of the
+// machine (a test binding 127.0.0.1:0) before the node binds it.
 func (p *nodeProc) reserve() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -98,14 +101,51 @@ func (p *nodeProc) reserve() error {
 		return nil
 	}
 	for _, a := range []*string{&p.httpAddr, &p.replAddr} {
-		got, f, err := bind("")
+		got, f, err := reservePort()
 		if err != nil {
 			return err
 		}
-		f.Close()
+		p.held = append(p.held, f)
 		*a = got
 	}
 	return nil
+}
+
+// reservePort binds a TCP socket to a free port of 127.0.0.1 without
+// listening on it: the port is the socket's (no other bind gets it) while
+// connections to it are still refused, as to a node that is not running.
+func reservePort() (string, *os.File, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("reserve a port: %w", err)
+	}
+	// SO_REUSEADDR as net.Listen sets it: a restart binds the port again
+	// while connections of the last process are in TIME_WAIT.
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		syscall.Close(fd)
+		return "", nil, fmt.Errorf("reserve a port: %w", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		return "", nil, fmt.Errorf("reserve a port: %w", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		return "", nil, fmt.Errorf("reserve a port: %w", err)
+	}
+	port := sa.(*syscall.SockaddrInet4).Port
+	return fmt.Sprintf("127.0.0.1:%d", port), os.NewFile(uintptr(fd), "reserved"), nil
+}
+
+// release closes the sockets reserved for a node that never started.
+func (p *nodeProc) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.held {
+		f.Close()
+	}
+	p.held = nil
 }
 
 // start runs a new process of the node, the driver re-executed in child
@@ -122,7 +162,13 @@ func (p *nodeProc) start(exe string) error {
 			f.Close()
 		}
 	}()
-	for _, a := range []string{p.httpAddr, p.replAddr} {
+	files, p.held = p.held, nil
+	for _, f := range files {
+		if err := syscall.Listen(int(f.Fd()), syscall.SOMAXCONN); err != nil {
+			return fmt.Errorf("%s: listen on a reserved port: %w", p.id, err)
+		}
+	}
+	for _, a := range []string{p.httpAddr, p.replAddr}[len(files):] {
 		_, f, err := bind(a)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.id, err)

@@ -3,6 +3,7 @@ package dnsdisc
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,6 +29,14 @@ type cluster struct {
 	ports map[string]int // each node's replication port
 	nodes map[string]*buddy.Node
 }
+
+// clusterKey is random per test process, so that no cluster of another test
+// process on the machine can authenticate to these nodes.
+var clusterKey = func() []byte {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand)
+	return b
+}()
 
 func newCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, dns: startDNS(t), ports: map[string]int{}, nodes: map[string]*buddy.Node{}}
@@ -82,7 +91,7 @@ func (c *cluster) start(id string, ln net.Listener) *buddy.Node {
 		c.t.Fatal(err)
 	}
 	n, err := buddy.New(buddy.Config{
-		ID: id, Listener: ln, ClusterKeys: [][]byte{bytes.Repeat([]byte("k"), 32)},
+		ID: id, Listener: ln, ClusterKeys: [][]byte{clusterKey},
 		Discovery: disc, DiscoveryInterval: 50 * time.Millisecond,
 		PingInterval: 20 * time.Millisecond, SuspectAfter: 150 * time.Millisecond, DeadAfter: 300 * time.Millisecond,
 		Dial: c.dial,
@@ -260,7 +269,7 @@ func TestNodesFindEachOtherByAddressRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		n, err := buddy.New(buddy.Config{
-			ID: netip.MustParseAddr(ip).String(), Listener: lns[i], ClusterKeys: [][]byte{bytes.Repeat([]byte("k"), 32)},
+			ID: netip.MustParseAddr(ip).String(), Listener: lns[i], ClusterKeys: [][]byte{clusterKey},
 			Discovery: disc, DiscoveryInterval: 50 * time.Millisecond,
 			PingInterval: 20 * time.Millisecond, SuspectAfter: 150 * time.Millisecond, DeadAfter: 300 * time.Millisecond,
 		})

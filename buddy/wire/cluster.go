@@ -215,7 +215,9 @@ func DecodeFetchReply(b []byte, id string, lim Limits) (FetchReply, error) {
 		if err != nil {
 			return FetchReply{}, err
 		}
-		if len(recs) != 1 || recs[0].Kind != KindFull || recs[0].Change.ID != id {
+		// A session regenerated within its grace window comes under its
+		// new ID, naming the asked one as PrevID.
+		if len(recs) != 1 || recs[0].Kind != KindFull || recs[0].Change.ID != id && recs[0].Change.PrevID != id {
 			return FetchReply{}, fmt.Errorf("%w: fetch reply does not hold one full copy of the session asked for", ErrMalformed)
 		}
 		r.Copy = recs[0].Change

@@ -52,6 +52,10 @@ const (
 	MsgRumour MsgType = 13
 	// MsgRumourReply answers MsgRumour (an empty payload).
 	MsgRumourReply MsgType = 14
+	// MsgUsers asks a node for a user's sessions, or to end them.
+	MsgUsers MsgType = 21
+	// MsgUsersReply answers MsgUsers.
+	MsgUsersReply MsgType = 22
 )
 
 // String returns the type's name, such as "batch" or "batch-reply", or
@@ -86,6 +90,10 @@ func (t MsgType) String() string {
 		return "rumour"
 	case MsgRumourReply:
 		return "rumour-reply"
+	case MsgUsers:
+		return "users"
+	case MsgUsersReply:
+		return "users-reply"
 	}
 	return fmt.Sprintf("msg(%d)", byte(t))
 }

@@ -36,6 +36,8 @@ func Cases() []Case {
 		{"ValuesPersistAcrossRequests", valuesPersistAcrossRequests},
 		{"TamperedCookieIsANewSession", tamperedCookieIsANewSession},
 		{"LoginRegeneratesID", loginRegeneratesID},
+		{"RegenerateGraceServesParallelRequests", regenerateGrace},
+		{"RequestFromBeforeRegenerateCommitsToTheNewID", requestFromBeforeRegenerate},
 		{"LogoutInvalidates", logoutInvalidates},
 		{"InvalidateThenSetStartsANewSession", invalidateThenSetStartsANewSession},
 		{"FlashRoundTrip", flashRoundTrip},
@@ -230,7 +232,7 @@ func tamperedCookieIsANewSession(t *testing.T, f Frontend) {
 }
 
 func loginRegeneratesID(t *testing.T, f Frontend) {
-	e := setup(t, f, core.Config{})
+	e := setup(t, f, core.Config{RegenerateGrace: -1})
 	e.c.Expect("POST", "/set?k=cart&v=apple", 200, "ok")
 	before := e.c.Cookie()
 	resp := e.c.Expect("POST", "/login?user=ann", 200, "welcome")
@@ -807,4 +809,102 @@ func unavailableSessionIsRetryable(t *testing.T, f Frontend) {
 	if ck := SessionCookie(resp); ck != nil {
 		t.Errorf("the cookie was replaced: %v", ck)
 	}
+}
+
+// testClock is a settable clock for Config.Now.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// After a login, a request that still brings the old cookie (sent before
+// the login's response arrived) gets the new session and its cookie for
+// Config.RegenerateGrace (without its cookie: the login's response gave
+// that); after that, the old cookie loads nothing.
+func regenerateGrace(t *testing.T, f Frontend) {
+	clk := &testClock{now: time.Now()}
+	e := setup(t, f, core.Config{Now: clk.Now, RegenerateGrace: 10 * time.Second})
+	e.c.Expect("POST", "/set?k=cart&v=apple", 200, "ok")
+	before := e.c.Cookie()
+	e.c.Expect("POST", "/login?user=ann", 200, "welcome")
+	after := e.c.Cookie()
+	for range 3 { // a page's parallel requests
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/get?k=user", nil)
+		req.AddCookie(&http.Cookie{Name: CookieName, Value: before})
+		resp, body := Send(t, e.srv.Client(), req)
+		if body != "ann" {
+			t.Fatalf("old cookie within the grace window loads user %q, want ann", body)
+		}
+		if ck := SessionCookie(resp); ck != nil {
+			t.Fatalf("old cookie within the grace window: cookie %v; the new one is the login's to give", ck)
+		}
+	}
+	// A write with the old cookie lands in the new session.
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/set?k=theme&v=dark", nil)
+	req.AddCookie(&http.Cookie{Name: CookieName, Value: before})
+	Send(t, e.srv.Client(), req)
+	e.c.Expect("GET", "/get?k=theme", 200, "dark")
+	e.wantLen(t, 1)
+	clk.Add(11 * time.Second)
+	if got := GetWithCookie(t, e.srv, "/get?k=cart", before); got != "" {
+		t.Errorf("old cookie after the grace window loads cart %q", got)
+	}
+	if got := GetWithCookie(t, e.srv, "/get?k=cart", after); got != "apple" {
+		t.Errorf("new cookie loads cart %q, want apple", got)
+	}
+}
+
+// A request that loaded the session before a concurrent login committed
+// and commits after it: its write goes to the new session, and its
+// response deletes no cookie (no logout).
+func requestFromBeforeRegenerate(t *testing.T, f Frontend) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	e := setup(t, f, core.Config{}, Route{"POST", "/slowset", func(c Ctx) error {
+		s := c.Session()
+		entered <- struct{}{}
+		<-release
+		if err := s.Set(query(c, "k"), query(c, "v")); err != nil {
+			return err
+		}
+		return c.String(http.StatusOK, "ok")
+	}})
+	e.c.Expect("POST", "/set?k=cart&v=apple", 200, "ok")
+	before := e.c.Cookie()
+	done := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/slowset?k=theme&v=dark", nil)
+		req.AddCookie(&http.Cookie{Name: CookieName, Value: before})
+		resp, err := e.srv.Client().Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		done <- resp
+	}()
+	<-entered
+	e.c.Expect("POST", "/login?user=ann", 200, "welcome")
+	close(release)
+	resp := <-done
+	if resp == nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the slow request failed: %v", resp)
+	}
+	if ck := SessionCookie(resp); ck != nil && (ck.MaxAge < 0 || ck.Value == before) {
+		t.Fatalf("the slow request got cookie %v: the user would be logged out", ck)
+	}
+	e.c.Expect("GET", "/get?k=theme", 200, "dark")
+	e.c.Expect("GET", "/get?k=user", 200, "ann")
+	e.c.Expect("GET", "/get?k=cart", 200, "apple")
+	e.wantLen(t, 1)
 }

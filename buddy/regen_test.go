@@ -1,0 +1,64 @@
+package buddy
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandemsession/tandem/core"
+)
+
+// After a login on one node, requests that still bring the old cookie get
+// the new session on every node, for RegenerateGrace: the node they reach
+// fetches the new session (which moves there, as any fetched session
+// does); then the old ID is dead everywhere.
+func TestRegenerateGraceAcrossCluster(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	ms, _ := coreCluster(t, 3, fastTimers, func(_ int, c *core.Config) {
+		c.Now = clock
+		c.RegenerateGrace = 10 * time.Second
+	})
+	b := &browser{t: t}
+	b.do(ms[0], "/set?cart=apple")
+	old := b.cookie
+	b.do(ms[0], "/login")
+	newID := b.id
+	if b.cookie == old {
+		t.Fatal("login kept the cookie")
+	}
+	for _, m := range []*member{ms[1], ms[2], ms[0], ms[1]} {
+		got, code, id := read(t, m, old)
+		if code != http.StatusOK || id != newID || got["cart"] != "apple" {
+			t.Fatalf("old cookie via %s: %d, session %s %v; want %s", m.node.ID(), code, id, got, newID)
+		}
+	}
+	// A write with the old cookie lands in the new session.
+	ob := &browser{t: t, cookie: old}
+	if rec := ob.do(ms[2], "/set?theme=dark"); rec.Code != http.StatusOK || ob.id != newID {
+		t.Fatalf("write with the old cookie: %d, session %s", rec.Code, ob.id)
+	}
+	if got := readAll(t, ms[0], b.cookie); got["theme"] != "dark" || got["cart"] != "apple" {
+		t.Fatalf("new cookie reads %v", got)
+	}
+	held := 0
+	for _, m := range ms {
+		held += m.mgr.Len()
+	}
+	if held != 1 {
+		t.Fatalf("%d sessions held in the cluster, want 1", held)
+	}
+	mu.Lock()
+	now = now.Add(11 * time.Second)
+	mu.Unlock()
+	for _, m := range ms {
+		if _, _, id := read(t, m, old); id == newID {
+			t.Fatalf("old cookie via %s after the grace window still loads the session", m.node.ID())
+		}
+	}
+	if got := readAll(t, ms[1], b.cookie); got["cart"] != "apple" {
+		t.Fatalf("new cookie after the grace window reads %v", got)
+	}
+}
