@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/gob"
 	"encoding/json"
+	"strconv"
 )
 
 // Codec turns attribute values into bytes and back. Implementations must be
@@ -19,11 +20,84 @@ type Codec interface {
 // type registration and its bytes are readable in a debugger.
 type JSONCodec struct{}
 
-// Marshal implements Codec.
-func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+// Marshal implements Codec. Strings of printable ASCII that need no escape,
+// integers and booleans skip reflection: the bytes are the same as
+// encoding/json's.
+func (JSONCodec) Marshal(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		if plainJSONString(x) {
+			b := make([]byte, 0, len(x)+2)
+			b = append(b, '"')
+			b = append(b, x...)
+			return append(b, '"'), nil
+		}
+	case int:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(nil, x, 10), nil
+	case bool:
+		return strconv.AppendBool(nil, x), nil
+	}
+	return json.Marshal(v)
+}
 
-// Unmarshal implements Codec.
-func (JSONCodec) Unmarshal(data []byte, dst any) error { return json.Unmarshal(data, dst) }
+// Unmarshal implements Codec. A plain string (no escapes) into a *string and
+// a decimal integer into an *int or *int64 skip reflection; anything else,
+// and any error, goes through encoding/json, so the results are its own.
+func (JSONCodec) Unmarshal(data []byte, dst any) error {
+	switch d := dst.(type) {
+	case *string:
+		if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' && plainJSONString(string(data[1:n-1])) {
+			*d = string(data[1 : n-1])
+			return nil
+		}
+	case *int:
+		if plainJSONInt(data) {
+			if n, err := strconv.ParseInt(string(data), 10, strconv.IntSize); err == nil {
+				*d = int(n)
+				return nil
+			}
+		}
+	case *int64:
+		if plainJSONInt(data) {
+			if n, err := strconv.ParseInt(string(data), 10, 64); err == nil {
+				*d = n
+				return nil
+			}
+		}
+	}
+	return json.Unmarshal(data, dst)
+}
+
+// plainJSONString reports whether s is printable ASCII that encoding/json
+// writes as is between quotes (no quote, backslash or HTML character).
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainJSONInt reports whether data is a JSON integer: an optional minus and
+// decimal digits without a leading zero.
+func plainJSONInt(data []byte) bool {
+	if len(data) > 0 && data[0] == '-' {
+		data = data[1:]
+	}
+	if len(data) == 0 || len(data) > 19 || data[0] == '0' && len(data) > 1 {
+		return false
+	}
+	for _, c := range data {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // GobCodec encodes values with encoding/gob. Each value is a self-contained
 // gob stream (type information included), so it costs more bytes and time
