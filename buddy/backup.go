@@ -315,8 +315,8 @@ func (bk *backup) change(id string) *core.Change {
 // expire drops the copies, and fences, whose session must have expired on
 // the owner: idle for longer than idle (the owner's idle timeout plus the
 // touch interval) or older than life. It returns how many copies it
-// dropped.
-func (b *backups) expire(now, idle, life int64) int {
+// dropped; when dropped is not nil, it appends them to it.
+func (b *backups) expire(now, idle, life int64, dropped *[]expiredCopy) int {
 	n := 0
 	for i := range b.shards {
 		sh := &b.shards[i]
@@ -326,6 +326,9 @@ func (b *backups) expire(now, idle, life int64) int {
 				b.del(sh, id)
 				if !bk.fence() {
 					n++
+					if dropped != nil {
+						*dropped = append(*dropped, expiredCopy{id, bk})
+					}
 				}
 			}
 		}

@@ -210,6 +210,7 @@ func (s *search) take(c candidate, rep wire.FetchReply) (candidate, bool) {
 	case wire.FetchFound:
 		if s.acceptable(rep.Copy) {
 			s.found, s.source = rep.Copy, c.source
+			s.found.Origin = origin(c.id, rep.Backup)
 		}
 	case wire.FetchPending:
 		s.pending[c.id] = true
@@ -321,7 +322,7 @@ func (n *Node) takeLocal(id string) wire.FetchReply {
 	}
 	if c, ok := n.backups.handOut(id, e.holder, n.cfg.ID); ok {
 		n.stats.failovers.Add(1)
-		return wire.FetchReply{Status: wire.FetchFound, Copy: c}
+		return wire.FetchReply{Status: wire.FetchFound, Copy: c, Backup: true}
 	}
 	return wire.FetchReply{Status: wire.FetchNone}
 }
@@ -350,6 +351,7 @@ func (s *search) ask(ctx context.Context, pid string) (wire.FetchReply, error) {
 		mu.Unlock()
 		close(answered)
 		if late && e == nil && r.Status == wire.FetchFound {
+			r.Copy.Origin = origin(pid, r.Backup)
 			s.adoptLate(pid, r.Copy)
 		}
 	})
@@ -389,6 +391,15 @@ func (s *search) adoptLate(from string, c *core.Change) {
 	n.moves.forget(s.id)
 	n.sender.addResync([]string{s.id})
 	n.log.Info("buddy: session handed over after its fetch gave up, taken", "id", s.id, "from", from, "epoch", c.Epoch)
+}
+
+// origin says where a copy handed over by node from came from: a backup
+// copy (its owner gone) or the owner's own session.
+func origin(from string, backup bool) core.Origin {
+	if backup {
+		return core.Origin{From: from, Reason: core.ReasonFailover}
+	}
+	return core.Origin{From: from, Reason: core.ReasonHandover}
 }
 
 // ask requests session id from peer pid, showing the request's cookie

@@ -78,6 +78,13 @@ func cluster(t testing.TB, n int, edit func(*Config)) []*member {
 // faultyCluster is cluster with its fault-injecting network.
 func faultyCluster(t testing.TB, n int, edit func(*Config)) ([]*member, *faultnet.Net) {
 	t.Helper()
+	return coreCluster(t, n, edit, nil)
+}
+
+// coreCluster is faultyCluster with coreEdit adjusting each member's
+// manager config (i counts from 0).
+func coreCluster(t testing.TB, n int, edit func(*Config), coreEdit func(i int, c *core.Config)) ([]*member, *faultnet.Net) {
+	t.Helper()
 	fn := faultnet.New()
 	lns := make([]net.Listener, n)
 	peers := make([]Peer, n)
@@ -97,7 +104,11 @@ func faultyCluster(t testing.TB, n int, edit func(*Config)) ([]*member, *faultne
 		if edit != nil {
 			edit(&cfg)
 		}
-		ms[i] = startMember(t, cfg)
+		var ce func(*core.Config)
+		if coreEdit != nil {
+			ce = func(c *core.Config) { coreEdit(i, c) }
+		}
+		ms[i] = startMemberCore(t, cfg, ce)
 	}
 	waitRing(t, ms)
 	return ms, fn
@@ -107,7 +118,9 @@ func faultyCluster(t testing.TB, n int, edit func(*Config)) ([]*member, *faultne
 // alive.
 func waitRing(t testing.TB, ms []*member) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// Generous: under -race on two busy cores a live node can miss
+	// DeadAfter (250 ms with fastTimers) and flap for a while.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ok := true
 		for _, m := range ms {
@@ -135,6 +148,12 @@ func waitRing(t testing.TB, ms []*member) {
 
 func startMember(t testing.TB, cfg Config) *member {
 	t.Helper()
+	return startMemberCore(t, cfg, nil)
+}
+
+// startMemberCore is startMember with edit adjusting the manager's config.
+func startMemberCore(t testing.TB, cfg Config, edit func(*core.Config)) *member {
+	t.Helper()
 	var log *slog.Logger
 	if os.Getenv("TANDEM_TEST_LOG") != "" {
 		// Debugging aid: every node's log on stderr.
@@ -147,7 +166,11 @@ func startMember(t testing.TB, cfg Config) *member {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := core.NewManager(core.Config{Keys: []core.KeyPair{testCookieKey}, Replicator: node, Logger: log})
+	ccfg := core.Config{Keys: []core.KeyPair{testCookieKey}, Replicator: node, Logger: log}
+	if edit != nil {
+		edit(&ccfg)
+	}
+	mgr, err := core.NewManager(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,13 +179,13 @@ func (n *Node) probe(ctx context.Context, p Peer) (wire.Ping, bool) {
 			return pong, true
 		}
 	}
-	n.applyChange(p.ID, n.view.silent(p.ID, time.Now(), n.cfg.SuspectAfter, n.cfg.DeadAfter))
+	n.applyChange(p.ID, n.view.silent(p.ID, n.cfg.SuspectAfter, n.cfg.DeadAfter))
 	return wire.Ping{}, false
 }
 
 // heard records an authenticated ping or pong from peer id.
 func (n *Node) heard(id string, p wire.Ping) {
-	if c, ok := n.view.heard(id, p.Incarnation, p.Draining, n.mismatch(p), time.Now()); ok {
+	if c, ok := n.view.heard(id, p.Incarnation, p.Draining, n.mismatch(p)); ok {
 		n.applyChange(id, c)
 	}
 }
@@ -200,21 +200,21 @@ func (n *Node) markLeft(id string, inc uint64) { n.applyChange(id, n.view.mark(i
 
 // applyChange logs a change of a peer's state and recomputes the ring.
 func (n *Node) applyChange(id string, c change) {
-	if !c.any() {
+	if !c.Any() {
 		return
 	}
-	if c.from != c.to {
-		n.log.Info("buddy: peer state", "peer", id, "from", c.from, "to", c.to)
+	if c.From != c.To {
+		n.log.Info("buddy: peer state", "peer", id, "from", State(c.From), "to", State(c.To))
 	}
-	switch c.mismatch {
+	switch c.Mismatch {
 	case "":
 	case "ok":
 		n.log.Info("buddy: peer configuration matches again", "peer", id)
 	default:
 		n.stats.mismatches.Add(1)
-		n.log.Error("buddy: peer is misconfigured and is not used as a buddy", "peer", id, "mismatch", c.mismatch)
+		n.log.Error("buddy: peer is misconfigured and is not used as a buddy", "peer", id, "mismatch", c.Mismatch)
 	}
-	n.reconfigure(c.restarted, id)
+	n.reconfigure(c.Restarted, id)
 }
 
 // reconfigure recomputes this node's buddy after a membership change. A new
@@ -257,7 +257,7 @@ func (n *Node) discover() {
 		n.log.Warn("buddy: discovery failed", "err", err)
 		return
 	}
-	added, changed := n.view.setPeers(peers, wire.MaxIDLen)
+	added, _, changed := n.view.setPeers(peers, wire.MaxIDLen)
 	for _, id := range added {
 		n.windows.add(id)
 	}

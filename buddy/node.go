@@ -126,7 +126,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
-		view: newView(cfg.ID, cfg.Zone, cfg.Peers), windows: windowSet{m: make(map[string]*wire.ReplayWindow), boots: make(map[string]uint64)},
+		view: newView(cfg.ID, cfg.Zone, cfg.Peers, time.Now), windows: windowSet{m: make(map[string]*wire.ReplayWindow), boots: make(map[string]uint64)},
 		backups: newBackups(cfg.MaxBackups), stop: make(chan struct{}), probesOff: make(chan struct{}), release: make(chan struct{}, 1),
 		incarnation: uint64(time.Now().UnixNano()),
 	}
@@ -456,8 +456,10 @@ func (n *Node) ExpireBackups() int {
 		return 0
 	}
 	idle, life := m.Timeouts()
-	k := n.backups.expire(n.cfg.Now().UnixNano(), int64(idle+n.cfg.TouchInterval), int64(life))
+	var dropped []expiredCopy
+	k := n.backups.expire(n.cfg.Now().UnixNano(), int64(idle+n.cfg.TouchInterval), int64(life), &dropped)
 	n.stats.backupsExpired.Add(uint64(k))
+	n.reportExpired(m, dropped)
 	return k
 }
 

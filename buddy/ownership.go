@@ -164,7 +164,7 @@ func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply 
 	}
 	if c, ok := n.backups.handOut(id, e.holder, from); ok {
 		n.stats.failovers.Add(1)
-		return wire.FetchReply{Status: wire.FetchFound, Copy: c}
+		return wire.FetchReply{Status: wire.FetchFound, Copy: c, Backup: true}
 	}
 	return wire.FetchReply{Status: wire.FetchNone}
 }
@@ -309,6 +309,7 @@ func (n *Node) promoteOne(m *core.Manager, id, owner string) bool {
 		return false
 	}
 	c.Epoch++
+	c.Origin = core.Origin{From: owner, Reason: core.ReasonHandover}
 	if err := m.Install(c); err != nil {
 		c.Epoch--
 		n.backups.restore(owner, n.view.incarnation(owner), c)

@@ -2,10 +2,12 @@ package buddy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/tandemsession/tandem/buddy/internal/ring"
 )
 
 // State is what a node believes of a peer (PeerStatus.State). Its text
@@ -65,10 +67,10 @@ func (s *State) UnmarshalText(b []byte) error {
 }
 
 // inRing: the states whose peers take part in the ring.
-func (s State) inRing() bool { return s == Alive || s == Suspect }
+func (s State) inRing() bool { return ring.State(s).InRing() }
 
 // answers: the states whose peers may answer a request.
-func (s State) answers() bool { return s != Dead && s != Left }
+func (s State) answers() bool { return ring.State(s).Answers() }
 
 // PeerStatus is one peer as Stats reports it.
 type PeerStatus struct {
@@ -83,324 +85,96 @@ type PeerStatus struct {
 	Mismatch string `json:",omitempty"`
 }
 
-// peerState is the view's record of one peer.
-type peerState struct {
-	Peer
-	state        State
-	undiscovered bool // Left because Discovery stopped listing it
-	lastOK       time.Time
-	incarnation  uint64 // the peer's start time; a new value means it restarted
-	mismatch     string // why its configuration is not compatible; "" when it is
-}
-
-// inRing reports whether the peer takes part in the ring.
-func (p *peerState) inRing() bool { return p.state.inRing() && p.mismatch == "" }
-
-// view is the membership table: every known peer and its state, and the
-// ring computed from them. It does no I/O; all of its state changes go
-// through its methods, under its mutex, which is a leaf lock: view
-// methods take no other lock.
+// view is the membership table (ring.Table) in buddy's types.
 type view struct {
-	self, zone string
-	mu         sync.Mutex
-	peers      map[string]*peerState
+	t *ring.Table
+	// rmu guards r, the source of the random probe targets and helpers.
+	rmu sync.Mutex
+	r   *rand.Rand
 }
 
-func newView(self, zone string, peers []Peer) *view {
-	v := &view{self: self, zone: zone, peers: make(map[string]*peerState)}
-	for _, p := range peers {
-		if p.ID != self {
-			v.peers[p.ID] = &peerState{Peer: p}
-		}
+func newView(self, zone string, peers []Peer, now func() time.Time) *view {
+	rp := make([]ring.Peer, len(peers))
+	for i, p := range peers {
+		rp[i] = ring.Peer(p)
 	}
-	return v
+	seed := uint64(now().UnixNano())
+	return &view{t: ring.New(self, zone, rp, now), r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
 // change says what a view update changed.
-type change struct {
-	from, to  State
-	restarted bool   // the peer answered under a new incarnation
-	mismatch  string // set when the peer's mismatch changed; "ok" when it cleared
+type change = ring.Change
+
+func (v *view) heard(id string, inc uint64, draining bool, mismatch string) (change, bool) {
+	return v.t.Heard(id, inc, draining, mismatch)
 }
 
-func (c change) any() bool { return c.from != c.to || c.restarted || c.mismatch != "" }
-
-// heard records an authenticated answer or request from peer id, in
-// incarnation inc; draining says it is stopping; mismatch is "" or why its
-// configuration differs.
-func (v *view) heard(id string, inc uint64, draining bool, mismatch string, now time.Time) (change, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p, ok := v.peers[id]
-	if !ok {
-		return change{}, false
-	}
-	c := change{from: p.state, restarted: p.incarnation != 0 && inc != 0 && inc != p.incarnation}
-	switch {
-	case p.undiscovered:
-		// Discovery no longer lists it: it stays out.
-	case draining:
-		if p.state != Left || c.restarted {
-			p.state = Draining
-		}
-	case p.state == Draining && !c.restarted:
-		// A node never stops draining: a serving ping from the same run
-		// was sent before, and arrived late.
-	default:
-		// Serving. A peer marked Left that still sends fresh, serving
-		// traffic did not leave (a stale or replayed leave): alive again.
-		p.state = Alive
-	}
-	p.lastOK = now
-	if inc != 0 {
-		p.incarnation = inc
-	}
-	if mismatch != p.mismatch {
-		c.mismatch = mismatch
-		if mismatch == "" {
-			c.mismatch = "ok"
-		}
-		p.mismatch = mismatch
-	}
-	c.to = p.state
-	return c, true
+func (v *view) silent(id string, suspectAfter, deadAfter time.Duration) change {
+	return v.t.Silent(id, suspectAfter, deadAfter)
 }
 
-// silent records that peer id did not answer a ping at now: it turns
-// suspect after suspectAfter without an answer and dead after deadAfter.
-func (v *view) silent(id string, now time.Time, suspectAfter, deadAfter time.Duration) change {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p, ok := v.peers[id]
-	if !ok {
-		return change{}
-	}
-	c := change{from: p.state}
-	if p.state == Alive || p.state == Suspect || p.state == Draining {
-		switch quiet := now.Sub(p.lastOK); {
-		case quiet >= deadAfter:
-			p.state = Dead
-		case quiet >= suspectAfter && p.state == Alive:
-			p.state = Suspect
-		}
-	}
-	c.to = p.state
-	return c
+func (v *view) mark(id string, st State, inc uint64) change { return v.t.Mark(id, ring.State(st), inc) }
+
+func (v *view) rumour(id string, inc uint64, fresh time.Duration) (change, bool) {
+	return v.t.Rumour(id, inc, fresh)
 }
 
-// mark sets peer id's state; a Left mark names the incarnation that left
-// (0: whichever is current) and is ignored for an older one.
-func (v *view) mark(id string, st State, inc uint64) change {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p, ok := v.peers[id]
-	if !ok || st == Left && inc != 0 && inc < p.incarnation {
-		return change{}
+func (v *view) quiet(id string) time.Duration { return v.t.Quiet(id) }
+
+func (v *view) setPeers(peers []Peer, maxIDLen int) (added, moved []string, changed bool) {
+	rp := make([]ring.Peer, len(peers))
+	for i, p := range peers {
+		rp[i] = ring.Peer(p)
 	}
-	c := change{from: p.state, to: st}
-	p.state = st
-	p.incarnation = max(p.incarnation, inc)
-	return c
+	return v.t.SetPeers(rp, maxIDLen)
 }
 
-// setPeers replaces the peer list (Discovery): new peers are added
-// unknown, peers no longer listed leave. It reports whether anything
-// changed.
-func (v *view) setPeers(peers []Peer, maxIDLen int) (added []string, changed bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	seen := map[string]bool{}
-	for _, p := range peers {
-		if p.ID == v.self || p.ID == "" || len(p.ID) > maxIDLen {
-			continue
-		}
-		seen[p.ID] = true
-		if cur, ok := v.peers[p.ID]; ok {
-			cur.Peer = p
-			if cur.undiscovered {
-				cur.state, cur.undiscovered = Unknown, false
-				changed = true
-			}
-			continue
-		}
-		v.peers[p.ID] = &peerState{Peer: p}
-		added = append(added, p.ID)
-		changed = true
-	}
-	for id, p := range v.peers {
-		if !seen[id] && p.state != Left {
-			p.state, p.undiscovered = Left, true
-			changed = true
-		}
-	}
-	return added, changed
-}
-
-// peer returns peer id.
 func (v *view) peer(id string) (Peer, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p, ok := v.peers[id]
-	if !ok {
-		return Peer{}, false
-	}
-	return p.Peer, true
+	p, ok := v.t.Peer(id)
+	return Peer(p), ok
 }
 
-// configured reports whether any peer is configured (listed by Peers or
-// Discovery).
-func (v *view) configured() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, p := range v.peers {
-		if !p.undiscovered {
-			return true
-		}
-	}
-	return false
-}
-
-// empty reports whether the node has no peer at all (a single node).
-func (v *view) empty() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.peers) == 0
-}
-
-// incarnation returns the incarnation peer id last answered under.
-func (v *view) incarnation(id string) uint64 {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if p, ok := v.peers[id]; ok {
-		return p.incarnation
-	}
-	return 0
-}
-
-// inRing reports whether peer id is in the ring.
-func (v *view) inRing(id string) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p, ok := v.peers[id]
-	return ok && p.inRing()
-}
-
-// answers reports whether peer id may answer a request: known, and not
-// dead or gone.
-func (v *view) answers(id string) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p, ok := v.peers[id]
-	return ok && p.state.answers()
-}
-
-// pingable returns the peers to ping: every configured one, those that
-// left included (a node that left may come back under a new incarnation;
-// a leaving node's own pongs say it is draining, so they do not revive it).
-func (v *view) pingable() []Peer {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	out := make([]Peer, 0, len(v.peers))
-	for _, p := range v.peers {
-		if !p.undiscovered {
-			out = append(out, p.Peer)
-		}
-	}
-	return out
-}
-
-// revive records authenticated, fresh traffic other than a ping from
-// peer id (a fetch, a batch): a peer believed dead that sends it is alive
-// after all. It reports the change.
-func (v *view) revive(id string, now time.Time) change {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	p, ok := v.peers[id]
-	if !ok || p.undiscovered || p.state != Dead {
-		return change{} // a node that left may still finish sending: only pings bring it back
-	}
-	c := change{from: p.state, to: Alive}
-	p.state, p.lastOK = Alive, now
-	return c
-}
-
-// reachable returns the peers that may answer, except those in skip.
+func (v *view) configured() bool             { return v.t.Configured() }
+func (v *view) empty() bool                  { return v.t.Empty() }
+func (v *view) incarnation(id string) uint64 { return v.t.Incarnation(id) }
+func (v *view) inRing(id string) bool        { return v.t.InRing(id) }
+func (v *view) answers(id string) bool       { return v.t.Answers(id) }
+func (v *view) pingable() []Peer             { return peers(v.t.Pingable()) }
+func (v *view) revive(id string) change      { return v.t.Revive(id) }
 func (v *view) reachable(skip map[string]bool) []Peer {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var out []Peer
-	for id, p := range v.peers {
-		if !skip[id] && p.state.answers() {
-			out = append(out, p.Peer)
-		}
-	}
-	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
-	return out
+	return peers(v.t.Reachable(skip))
+}
+func (v *view) ringPeers() []Peer        { return peers(v.t.RingPeers()) }
+func (v *view) ring() []string           { return v.t.Ring() }
+func (v *view) buddyOf(id string) string { return v.t.BuddyOf(id) }
+
+// probeTargets returns the peers one probe round pings.
+func (v *view) probeTargets(neighbours, extra int) []Peer {
+	v.rmu.Lock()
+	defer v.rmu.Unlock()
+	return peers(v.t.ProbeTargets(neighbours, extra, v.r))
 }
 
-// ringPeers returns the peers in the ring.
-func (v *view) ringPeers() []Peer {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var out []Peer
-	for _, p := range v.peers {
-		if p.inRing() {
-			out = append(out, p.Peer)
-		}
-	}
-	return out
+// helpers returns up to k peers an indirect probe of id goes through.
+func (v *view) helpers(id string, k int) []Peer {
+	v.rmu.Lock()
+	defer v.rmu.Unlock()
+	return peers(v.t.Helpers(id, k, v.r))
 }
 
-// buddyOf returns the buddy of node id in the current ring: its successor
-// in ID order among the nodes in the ring, preferring one in another zone.
-// When id is not in the ring (dead), it is placed where it would be.
-func (v *view) buddyOf(id string) string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	ids := []string{v.self}
-	zone := map[string]string{v.self: v.zone}
-	for pid, p := range v.peers {
-		zone[pid] = p.Zone
-		if p.inRing() {
-			ids = append(ids, pid)
-		}
-	}
-	slices.Sort(ids)
-	return successor(ids, id, func(x string) string { return zone[x] })
-}
-
-// successor returns the node after id in the sorted ring ids (id itself
-// excluded, in the ring or not), preferring the first one in another zone
-// than id's; "" when no other node is in the ring.
-func successor(ids []string, id string, zone func(string) string) string {
-	i, found := slices.BinarySearch(ids, id)
-	if found {
-		i++
-	}
-	first := ""
-	for k := range len(ids) {
-		c := ids[(i+k)%len(ids)]
-		if c == id {
-			continue
-		}
-		if first == "" {
-			first = c
-		}
-		if zone(c) != zone(id) {
-			return c
-		}
-	}
-	return first
-}
-
-// statuses returns every peer's status, sorted by ID.
 func (v *view) statuses() []PeerStatus {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	out := make([]PeerStatus, 0, len(v.peers))
-	for _, p := range v.peers {
-		out = append(out, PeerStatus{Peer: p.Peer, State: p.state, LastOK: p.lastOK, Mismatch: p.mismatch})
+	st := v.t.Statuses()
+	out := make([]PeerStatus, len(st))
+	for i, s := range st {
+		out[i] = PeerStatus{Peer: Peer(s.Peer), State: State(s.State), LastOK: s.LastOK, Mismatch: s.Mismatch}
 	}
-	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+func peers(rp []ring.Peer) []Peer {
+	out := make([]Peer, len(rp))
+	for i, p := range rp {
+		out[i] = Peer(p)
+	}
 	return out
 }

@@ -7,23 +7,6 @@ import (
 	"testing"
 )
 
-func TestBuddyPrefersAnotherZone(t *testing.T) {
-	zones := map[string]string{"n1": "a", "n2": "a", "n3": "b", "n4": "b"}
-	ms := cluster(t, 4, func(c *Config) {
-		fastTimers(c)
-		c.Zone = zones[c.ID]
-		for i := range c.Peers {
-			c.Peers[i].Zone = zones[c.Peers[i].ID]
-		}
-	})
-	want := map[string]string{"n1": "n3", "n2": "n3", "n3": "n1", "n4": "n1"}
-	for _, m := range ms {
-		if got := m.node.Stats().Buddy; got != want[m.node.ID()] {
-			t.Fatalf("%s: buddy %s, want %s (another zone)", m.node.ID(), got, want[m.node.ID()])
-		}
-	}
-}
-
 func TestSingleNodeRunsAlone(t *testing.T) {
 	ms := cluster(t, 1, fastTimers)
 	u := &browser{t: t}

@@ -166,7 +166,7 @@ func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byt
 	if typ != wire.MsgPing && typ != wire.MsgLeave {
 		// Fresh, authenticated traffic: its sender is alive, whatever this
 		// node believed (it may have restarted and not pinged us yet).
-		n.applyChange(h.From, n.view.revive(h.From, time.Now()))
+		n.applyChange(h.From, n.view.revive(h.From))
 	}
 	reply, err := handle(h.From, payload)
 	if err != nil {

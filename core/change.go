@@ -52,6 +52,10 @@ type Change struct {
 	Created time.Time
 	// Accessed is the last access (its idle timeout counts from here).
 	Accessed time.Time
+	// Origin, on a copy handed to Manager.Install or returned by a
+	// Fetcher, says where it came from, for Events.OnTakenOver. It is not
+	// replicated.
+	Origin Origin
 }
 
 // Replicator receives every committed change. Package buddy implements it;

@@ -72,7 +72,12 @@ func (s *Session) commit(ctx context.Context, h http.Header) error {
 	if err == nil {
 		s.writeCookie(h, now)
 	}
+	evs := s.events
+	s.events = nil
 	s.mu.Unlock()
+	// The changes are stored whatever the replication's outcome: their
+	// events are reported once the waits are over.
+	defer m.fire(ctx, evs)
 	if err != nil {
 		return err
 	}
@@ -111,8 +116,12 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 			return acks, ErrSessionMoved
 		}
 		p.dead = true
+		if alive && !s.carry {
+			m.recordEvent(&s.events, evInvalidated, p, ReasonLogout, now)
+		}
 		p.mu.Unlock()
 		m.store.remove(p)
+		m.unindex(p.id)
 		if alive && !s.carry && m.repl != nil {
 			acks[0] = m.repl.Replicate(&Change{ID: p.id, Base: p.version, Version: p.version + 1, Epoch: p.epoch, Removed: true})
 		}
@@ -137,7 +146,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		if prevID == "" && m.draining.Load() {
 			return acks, ErrDraining
 		}
-		if !m.reserve() {
+		if !m.reserve(&s.events) {
 			return acks, ErrNodeFull
 		}
 		if s.cookieID == s.id {
@@ -148,6 +157,14 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		rec.returned.Store(prevID != "") // a renewed session came back: not a first visit
 		rec.mu.Lock()
 		m.store.insert(rec)
+		m.indexRecord(rec)
+		if prevID == "" {
+			m.recordEvent(&s.events, evCreated, rec, "", now)
+		} else if m.wants(evRegenerated) {
+			e := m.event(rec, "", now)
+			e.PrevID = prevID
+			s.events = append(s.events, pendingEvent{evRegenerated, e})
+		}
 		if m.repl != nil {
 			acks[1] = m.repl.Replicate(rec.fullChange(prevID))
 			s.pendingGen = rec.setPending(acks[1])
@@ -179,7 +196,12 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		rec.mu.Unlock()
 		return acks, err
 	}
+	_, userSet := s.set[userKey]
+	_, userDel := s.del[userKey]
 	set, del := s.apply(rec)
+	if userSet || userDel || s.clear {
+		m.indexRecord(rec)
+	}
 	c := &Change{
 		ID: rec.id, Base: rec.version, Version: rec.version + 1, Epoch: rec.epoch,
 		Clear: s.clear, Set: set, Deleted: del,

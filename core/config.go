@@ -85,6 +85,13 @@ type Limits struct {
 	// MaxSessionSize is the most bytes of keys plus values one session
 	// holds; more fails with ErrSessionTooLarge. Default 1 MiB.
 	MaxSessionSize int
+	// MaxSessionsPerUser is the most sessions one user (Session.SetUser)
+	// holds across the cluster; at the limit, SetUser applies UserLimit.
+	// Default 0: no limit.
+	MaxSessionsPerUser int
+	// UserLimit is what SetUser does when the user holds
+	// MaxSessionsPerUser sessions already. Default LimitReject.
+	UserLimit UserLimitPolicy
 }
 
 // Config configures a Manager. The zero value of every field but Keys is a
@@ -116,6 +123,10 @@ type Config struct {
 	// Replicator receives every committed change. Default nil: a single
 	// node, nothing replicated.
 	Replicator Replicator
+	// Events are hooks called when a session is created, regenerated,
+	// invalidated, expires or is taken over by this node; see Events for
+	// when and where each runs. Default: none.
+	Events Events
 	// Logger receives the manager's log records. Default: discarded.
 	Logger *slog.Logger
 	// ErrorHandler writes the response when a commit fails before the
@@ -201,6 +212,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		if *l.n == 0 {
 			*l.n = l.def
 		}
+	}
+	if cfg.Limits.MaxSessionsPerUser < 0 {
+		return bad("Limits.MaxSessionsPerUser: negative (%d)", cfg.Limits.MaxSessionsPerUser)
+	}
+	if cfg.Limits.UserLimit > LimitEndOldest {
+		return bad("Limits.UserLimit: unknown policy %d", cfg.Limits.UserLimit)
 	}
 	c := &cfg.Cookie
 	if c.Name == "" {

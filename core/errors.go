@@ -39,6 +39,17 @@ var (
 	ErrDraining = errors.New("tandem: node is draining")
 	// ErrNoSession: FromContext found no session (the middleware is missing).
 	ErrNoSession = errors.New("tandem: no session in context")
+	// ErrTooManySessions: Session.SetUser refused to bind a user who
+	// already holds Limits.MaxSessionsPerUser sessions (LimitReject). It
+	// is returned to the handler, never by a commit.
+	ErrTooManySessions = errors.New("tandem: user holds the maximum number of sessions")
+	// ErrInvalidUser: a user name passed to SetUser, UserSessions or
+	// InvalidateUser is empty or longer than MaxUserLen.
+	ErrInvalidUser = errors.New("tandem: invalid user")
+	// ErrIncomplete: a cluster-wide query (UserSessions, InvalidateUser)
+	// did not hear from every node in time; the result holds what the
+	// others answered. The error is an *IncompleteError.
+	ErrIncomplete = errors.New("tandem: not every node answered")
 	// ErrResponseAborted: the commit failed when the header was about to be
 	// written; the error response went out instead and the handler's writes
 	// are discarded.

@@ -128,6 +128,7 @@ func (m *Manager) Surrender(ctx context.Context, id string) (c *Change, held boo
 	close(rec.leaving)
 	rec.mu.Unlock()
 	m.store.remove(rec)
+	m.unindex(id)
 	return c, true
 }
 
@@ -163,6 +164,7 @@ func (m *Manager) giveUp(id string, epoch uint64) bool {
 	rec.mu.Unlock()
 	if fenced {
 		m.store.remove(rec)
+		m.unindex(id)
 	}
 	return fenced
 }
@@ -319,7 +321,7 @@ func (m *Manager) fetchOnce(ctx context.Context, id string, route Route, local *
 		m.stats.gone.Add(1)
 		return nil, nil
 	}
-	rec, err := m.install(c)
+	rec, err := m.installReport(ctx, c)
 	if err != nil {
 		m.log.Warn("tandem: fetched session not installed", "id", id, "err", err)
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -349,5 +351,6 @@ func (m *Manager) drop(rec *record) {
 	rec.mu.Unlock()
 	if gone {
 		m.store.remove(rec)
+		m.unindex(rec.id)
 	}
 }

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -25,6 +26,8 @@ type Manager struct {
 	toucher Toucher
 	locator Locator
 	fetcher Fetcher
+	dir     UserDirectory
+	users   userIndex
 
 	flashSeq atomic.Uint64
 	draining atomic.Bool
@@ -59,6 +62,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		m.toucher, _ = m.repl.(Toucher)
 		m.locator, _ = m.repl.(Locator)
 		m.fetcher, _ = m.repl.(Fetcher)
+		m.dir, _ = m.repl.(UserDirectory)
 		if b, ok := m.repl.(Binder); ok {
 			b.Bind(m)
 		}
@@ -95,8 +99,20 @@ func (m *Manager) sweeper() {
 // tells the replicator. The sweeper calls it every SweepInterval; tests with
 // an injected clock call it directly. It returns how many expired.
 func (m *Manager) Sweep() int {
-	expired := m.store.sweep(m.now())
+	now := m.now()
+	expired := m.store.sweep(now)
+	var evs []pendingEvent
 	for _, r := range expired {
+		if m.wants(evExpired) {
+			reason := ReasonIdle
+			if r.created+int64(m.cfg.Lifetime) <= now {
+				reason = ReasonLifetime
+			}
+			r.mu.Lock()
+			m.recordEvent(&evs, evExpired, r, reason, now)
+			r.mu.Unlock()
+		}
+		m.unindex(r.id)
 		if m.repl != nil {
 			// Epoch 0: it expired, so every copy of it expires too; it did
 			// not end (see Change.Epoch).
@@ -106,6 +122,7 @@ func (m *Manager) Sweep() int {
 	if len(expired) > 0 {
 		m.log.Debug("tandem: sessions expired", "count", len(expired))
 	}
+	m.fire(context.Background(), evs)
 	return len(expired)
 }
 
@@ -193,12 +210,26 @@ func (m *Manager) Drain() { m.draining.Store(true) }
 // one held (by epoch, then version) is ignored; one that breaks Limits is
 // refused with their error.
 // The cluster (package buddy) calls it; applications do not.
+//
+// When c.Origin names a reason, the takeover is reported to
+// Events.OnTakenOver (on the caller's goroutine, once Install stored the
+// copy).
 func (m *Manager) Install(c *Change) error {
-	_, err := m.install(c)
+	_, err := m.installReport(context.Background(), c)
 	return err
 }
 
-func (m *Manager) install(c *Change) (*record, error) {
+// installReport installs c and reports the takeover and any eviction it
+// caused to the hooks.
+func (m *Manager) installReport(ctx context.Context, c *Change) (*record, error) {
+	var evs []pendingEvent
+	rec, err := m.install(c, &evs)
+	m.fire(ctx, evs)
+	return rec, err
+}
+
+// install stores c; the events it causes are appended to evs.
+func (m *Manager) install(c *Change, evs *[]pendingEvent) (*record, error) {
 	if !c.Full || !validID(c.ID) {
 		return nil, fmt.Errorf("tandem: install %q: not a full copy of a valid session", c.ID)
 	}
@@ -225,8 +256,9 @@ func (m *Manager) install(c *Change) (*record, error) {
 		old.dead, old.moved = true, true
 		old.mu.Unlock()
 		m.store.remove(old)
+		m.unindex(old.id)
 	}
-	if !m.reserve() {
+	if !m.reserve(evs) {
 		return nil, ErrNodeFull
 	}
 	rec := &record{id: c.ID, attrs: attrListOf(c.Set), version: c.Version, epoch: max(c.Epoch, 1), created: c.Created.UnixNano()}
@@ -234,16 +266,28 @@ func (m *Manager) install(c *Change) (*record, error) {
 	rec.accessed.Store(c.Accessed.UnixNano())
 	rec.returned.Store(true) // in use on another node: not a first visit
 	m.store.insert(rec)
+	rec.mu.Lock()
+	m.indexRecord(rec)
+	rec.mu.Unlock()
+	if c.Origin.Reason != "" && m.wants(evTakenOver) {
+		e := m.event(rec, c.Origin.Reason, now)
+		e.From = c.Origin.From
+		*evs = append(*evs, pendingEvent{evTakenOver, e})
+	}
 	return rec, nil
 }
 
 // reserve claims room for one more session, evicting a first-visit
 // session when the node is full (counted in Stats().Evicted; its copy on
 // the buddy is dropped like an expired one's).
-func (m *Manager) reserve() bool {
+func (m *Manager) reserve(evs *[]pendingEvent) bool {
 	ok, evicted := m.store.reserve()
 	if evicted != nil {
 		m.stats.evicted.Add(1)
+		evicted.mu.Lock()
+		m.recordEvent(evs, evExpired, evicted, ReasonEvicted, m.now())
+		evicted.mu.Unlock()
+		m.unindex(evicted.id)
 		if m.repl != nil {
 			m.repl.Replicate(&Change{ID: evicted.id, Base: evicted.version, Version: evicted.version + 1, Removed: true})
 		}

@@ -48,6 +48,8 @@ type Session struct {
 	staleCookie bool
 	invalidated bool
 
+	events []pendingEvent // recorded by the commit, fired after it
+
 	headerDone bool  // CommitHeader ran
 	headerErr  error // its result
 

@@ -97,6 +97,10 @@ const (
 	// FetchEnded: the session ended (logged out, or its ID replaced at
 	// login): stop looking, any copy elsewhere is a stale leftover.
 	FetchEnded FetchStatus = 4
+	// fetchFoundBackup is FetchFound on the wire when the copy is a
+	// backup copy whose owner is gone (FetchReply.Backup); decoded as
+	// FetchFound.
+	fetchFoundBackup FetchStatus = 5
 )
 
 // String returns the status's name.
@@ -124,6 +128,10 @@ type FetchReply struct {
 	Copy *core.Change
 	// Redirect is the node to ask instead (FetchRedirect).
 	Redirect string
+	// Backup: the copy (FetchFound) is a backup copy handed out because
+	// its owner is gone (a failover), not the owner's own session (a
+	// handover). Sent as status 5.
+	Backup bool
 }
 
 // Fetch is the payload of MsgFetch: a node asks for a session.
@@ -172,7 +180,11 @@ func DecodeFetch(b []byte) (Fetch, error) {
 // FetchFound a batch (section 3, uncompressed) of one full record, for
 // FetchRedirect the node ID.
 func AppendFetchReply(dst []byte, r FetchReply) []byte {
-	dst = append(dst, byte(r.Status))
+	if r.Status == FetchFound && r.Backup {
+		dst = append(dst, byte(fetchFoundBackup))
+	} else {
+		dst = append(dst, byte(r.Status))
+	}
 	switch r.Status {
 	case FetchFound:
 		return AppendBatch(dst, []Record{{Kind: KindFull, Change: r.Copy}})
@@ -189,6 +201,9 @@ func DecodeFetchReply(b []byte, id string, lim Limits) (FetchReply, error) {
 		return FetchReply{}, fmt.Errorf("%w: empty fetch reply", ErrMalformed)
 	}
 	r := FetchReply{Status: FetchStatus(b[0])}
+	if r.Status == fetchFoundBackup {
+		r.Status, r.Backup = FetchFound, true
+	}
 	rest := b[1:]
 	switch r.Status {
 	case FetchNone, FetchPending, FetchEnded:
