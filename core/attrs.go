@@ -30,6 +30,12 @@ func (l attrList) get(key string) ([]byte, bool) {
 	return nil, false
 }
 
+// str returns the value of key as a string ("" when absent).
+func (l attrList) str(key string) string {
+	v, _ := l.get(key)
+	return string(v)
+}
+
 // put sets key to v, in place when key is present.
 func (l *attrList) put(key string, v []byte) {
 	i, ok := slices.BinarySearchFunc(*l, key, compareKey)

@@ -149,7 +149,7 @@ func (x *userIndex) forget(id, user string) {
 func (m *Manager) unindex(id string) { m.users.set(id, "") }
 
 // indexRecord indexes rec under its user. It runs under rec.mu.
-func (m *Manager) indexRecord(rec *record) { m.users.set(rec.id, string(rec.attrs[userKey])) }
+func (m *Manager) indexRecord(rec *record) { m.users.set(rec.id, rec.attrs.str(userKey)) }
 
 // ownedOf returns the live records this node owns for user, each locked
 // by fn's caller in turn; stale index entries are dropped.
@@ -162,7 +162,7 @@ func (m *Manager) ownedOf(user string, fn func(rec *record)) {
 			continue
 		}
 		rec.mu.Lock()
-		if rec.dead || string(rec.attrs[userKey]) != user {
+		if rec.dead || rec.attrs.str(userKey) != user {
 			rec.mu.Unlock()
 			m.users.forget(id, user)
 			continue
