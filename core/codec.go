@@ -73,14 +73,36 @@ func (JSONCodec) Unmarshal(data []byte, dst any) error {
 // plainJSONString reports whether s is printable ASCII that encoding/json
 // writes as is between quotes (no quote, backslash or HTML character).
 func plainJSONString(s string) bool {
+	// Eight bytes at a time (the classic "has a byte less than n" and "has
+	// a zero byte" word tests, exact as yes/no answers), then the tail.
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for len(s) >= 8 {
+		_ = s[7] // one bounds check: the loads combine into one
+		w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		// A byte below 0x20, of 0x7f or more, or equal to one of the five.
+		q, bs, lt, gt, amp := w^('"'*lo), w^('\\'*lo), w^('<'*lo), w^('>'*lo), w^('&'*lo)
+		m := (w-0x20*lo)&^w | (w + lo) | w |
+			(q-lo)&^q | (bs-lo)&^bs | (lt-lo)&^lt | (gt-lo)&^gt | (amp-lo)&^amp
+		if m&hi != 0 {
+			return false
+		}
+		s = s[8:]
+	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if plainByte[s[i]] != '1' {
 			return false
 		}
 	}
 	return true
 }
+
+// plainByte[c] is '1' for the bytes plainJSONString allows: printable
+// ASCII but for the quote, backslash and HTML characters.
+const plainByte = "0000000000000000000000000000000011011101111111111111111111110101" +
+	"1111111111111111111111111111011111111111111111111111111111111110" +
+	"0000000000000000000000000000000000000000000000000000000000000000" +
+	"0000000000000000000000000000000000000000000000000000000000000000"
 
 // plainJSONInt reports whether data is a JSON integer: an optional minus and
 // decimal digits without a leading zero.

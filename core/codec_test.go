@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"testing"
@@ -38,6 +39,31 @@ func TestJSONCodecFastPathsMatchEncodingJSON(t *testing.T) {
 		gerr, werr = c.Unmarshal([]byte(in), &g64), json.Unmarshal([]byte(in), &w64)
 		if g64 != w64 || (gerr == nil) != (werr == nil) {
 			t.Errorf("Unmarshal(%q, *int64) = %d, %v; encoding/json: %d, %v", in, g64, gerr, w64, werr)
+		}
+	}
+}
+
+// Every string of one to twenty bytes drawn from a set that includes each
+// kind of byte the fast path must refuse, at every position of a word.
+func TestJSONCodecStringsMatchEncodingJSON(t *testing.T) {
+	var c JSONCodec
+	alphabet := []byte("aZ~ \x00\x1f\x7f\x80\xff\"\\<>&é")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		b := make([]byte, 1+rng.IntN(20))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		v := string(b)
+		got, err := c.Marshal(v)
+		want, _ := json.Marshal(v)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("Marshal(%q) = %q, %v; encoding/json: %q", v, got, err, want)
+		}
+		var gs, ws string
+		gerr, werr := c.Unmarshal(b, &gs), json.Unmarshal(b, &ws)
+		if gs != ws || (gerr == nil) != (werr == nil) {
+			t.Fatalf("Unmarshal(%q) = %q, %v; encoding/json: %q, %v", b, gs, gerr, ws, werr)
 		}
 	}
 }
