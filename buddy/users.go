@@ -231,7 +231,7 @@ func (b *backups) ofUser(user string, keep func(id, owner string) bool) []expire
 		sh := &b.shards[i]
 		sh.mu.Lock()
 		for id, bk := range sh.m {
-			if !bk.fence() && string(bk.attrs[core.UserKey]) == user && keep(id, bk.owner) {
+			if !bk.fence() && string(bk.attrs.get(core.UserKey)) == user && keep(id, bk.owner) {
 				out = append(out, expiredCopy{id, bk})
 			}
 		}
