@@ -146,6 +146,15 @@ type Config struct {
 	// Discovery, when set, feeds the peer list; Peers is then only the
 	// starting list. Default nil: the static Peers.
 	Discovery Discovery
+	// Membership, when set, tells the node who is in the cluster and
+	// alive (for example buddy/memberlist, on hashicorp/memberlist); the
+	// node then runs no failure detector of its own, and Peers is only the
+	// starting list. Default nil: the static Peers (or Discovery's), probed
+	// by the node itself: each PingInterval it pings its two neighbours in
+	// ID order and three random peers, asks three others to ping a peer
+	// that does not answer before it suspects it, and tells every peer of
+	// one it finds dead (PROTOCOL.md section 4c). Exclusive with Discovery.
+	Membership Membership
 	// DiscoveryInterval is how often Discovery is asked. Default 10 s.
 	DiscoveryInterval time.Duration
 	// TransferRate caps state transfer (full copies to a new buddy), in raw
@@ -261,6 +270,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		if len(k) != 32 {
 			return bad("ClusterKeys[%d]: %d bytes, need 32", i, len(k))
 		}
+	}
+	if cfg.Membership != nil && cfg.Discovery != nil {
+		return bad("Membership and Discovery: set one of them")
 	}
 	seen := map[string]bool{}
 	for i, p := range cfg.Peers {

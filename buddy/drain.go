@@ -174,6 +174,11 @@ func (n *Node) announceLeave(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	if m := n.cfg.Membership; m != nil {
+		if err := m.Leave(ctx); err != nil {
+			n.log.Warn("buddy: membership leave failed", "err", err)
+		}
+	}
 }
 
 // onLeave records a peer's graceful departure. A leave that names another

@@ -158,6 +158,11 @@ func waitRing(t testing.TB, ms []*member) {
 			return
 		}
 		if time.Now().After(deadline) {
+			for _, m := range ms {
+				if !m.dead() {
+					t.Logf("%s sees %v", m.node.ID(), m.node.Peers())
+				}
+			}
 			t.Fatal("cluster did not converge")
 		}
 		time.Sleep(5 * time.Millisecond)

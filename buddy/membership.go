@@ -7,8 +7,102 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/internal/ring"
 	"github.com/tandemsession/tandem/buddy/wire"
 )
+
+// Member is a node as a Membership reports it.
+type Member struct {
+	Peer
+	// State is Alive, Suspect, Draining, Dead or Left; Unknown counts as
+	// Alive.
+	State State
+	// Incarnation is the node's run, its start time in Unix nanoseconds,
+	// as the membership layer carries it; 0 when not known.
+	Incarnation uint64
+}
+
+// Membership is a membership layer the node trusts for who is in the
+// cluster and alive, instead of probing its peers itself (Config.Membership;
+// buddy/memberlist implements it on hashicorp/memberlist). The node calls
+// Join once from New, Members whenever the layer signals a change, Leave
+// once its drain is done (Shutdown), and Close from Close.
+type Membership interface {
+	// Join starts the layer for this node, self (its ID, replication
+	// address, zone and incarnation), and returns once it has joined the
+	// cluster or ctx ended. changed is called after every change of
+	// Members, from any goroutine; it does not block.
+	Join(ctx context.Context, self Member, changed func()) error
+	// Members returns the nodes known, this one included or not.
+	Members() []Member
+	// Leave tells the cluster that this node leaves, within ctx.
+	Leave(ctx context.Context) error
+	// Close stops the layer; it returns at once if Join did not run.
+	Close() error
+}
+
+// joinMembership joins Config.Membership, if set, and takes its first
+// answer, so that New returns with the ring known.
+func (n *Node) joinMembership() error {
+	m := n.cfg.Membership
+	if m == nil {
+		return nil
+	}
+	addr := n.cfg.AdvertiseAddr
+	if addr == "" {
+		addr = n.Addr()
+	}
+	self := Member{Peer: Peer{ID: n.cfg.ID, Addr: addr, Zone: n.cfg.Zone}, State: Alive, Incarnation: n.incarnation}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	changed := func() {
+		select {
+		case n.members <- struct{}{}:
+		default:
+		}
+	}
+	if err := m.Join(ctx, self, changed); err != nil {
+		return fmt.Errorf("buddy: membership: %w", err)
+	}
+	n.syncMembers()
+	return nil
+}
+
+// syncMembers applies what Config.Membership says: the peer list, then
+// each peer's state.
+func (n *Node) syncMembers() {
+	m := n.cfg.Membership
+	if m == nil {
+		n.discover()
+		return
+	}
+	ms := m.Members()
+	peers := make([]Peer, 0, len(ms))
+	for _, mb := range ms {
+		if mb.State != Left || mb.ID == n.cfg.ID {
+			peers = append(peers, mb.Peer)
+		}
+	}
+	// A peer that left stays listed (Left), so that a late message of it
+	// is known; one gone from the layer altogether leaves.
+	for _, mb := range ms {
+		if mb.State == Left && mb.ID != n.cfg.ID {
+			peers = append(peers, mb.Peer)
+		}
+	}
+	n.setPeers(peers)
+	n.discovered.Store(true)
+	for _, mb := range ms {
+		if mb.ID == n.cfg.ID {
+			continue
+		}
+		st := mb.State
+		if st == Unknown {
+			st = Alive
+		}
+		n.applyChange(mb.ID, n.view.observe(mb.ID, st, mb.Incarnation))
+	}
+}
 
 // Discovery feeds the peer list from a dynamic source (DNS, a service
 // registry, hashicorp/memberlist). Peers returns every node of the cluster,
@@ -124,11 +218,13 @@ func (n *Node) bootOf(p Peer) (uint64, error) {
 	return 0, fmt.Errorf("buddy: %s did not say its boot", p.ID)
 }
 
-// probeLoop pings every peer every PingInterval. A tick that comes much
-// later than due means this process was paused (SIGSTOP, a VM freeze)
-// long enough for the peers to think it dead: its sessions may have been
-// taken over meanwhile, so it sends its buddy every session again, and the
-// buddy fences those that moved.
+// probeLoop runs a probe round every PingInterval (when the node has no
+// Config.Membership), asks Discovery every DiscoveryInterval, and applies
+// Membership's changes. A tick that comes much later than due means this
+// process was paused (SIGSTOP, a VM freeze) long enough for the peers to
+// think it dead: its sessions may have been taken over meanwhile, so it
+// sends its buddy every session again, and the buddy fences those that
+// moved.
 func (n *Node) probeLoop() {
 	t := time.NewTicker(n.cfg.PingInterval)
 	defer t.Stop()
@@ -143,6 +239,10 @@ func (n *Node) probeLoop() {
 			return
 		case <-disc.C:
 			n.discover()
+		case <-n.rediscover:
+			n.discover()
+		case <-n.members:
+			n.syncMembers()
 		case now := <-t.C:
 			if gap := now.Sub(last); gap > n.cfg.DeadAfter {
 				n.stats.pauses.Add(1)
@@ -150,17 +250,48 @@ func (n *Node) probeLoop() {
 				n.resyncAll()
 			}
 			last = now
-			n.probeAll()
+			// A round runs beside the loop (one at a time), so that a
+			// slow one delays neither Discovery nor the next tick.
+			if n.cfg.Membership == nil && n.roundBusy.CompareAndSwap(false, true) {
+				if !n.spawn(func() { defer n.roundBusy.Store(false); n.probeRound() }) {
+					n.roundBusy.Store(false)
+				}
+			}
 		}
 	}
 }
 
-// probeAll pings every peer at once and waits for the answers.
-func (n *Node) probeAll() {
+// The failure detector's fan-out (PROTOCOL.md section 4c): each round
+// pings the probeNeighbours nearest peers on each side in ID order and
+// probeRandom random ones (and every peer never heard from); a peer that
+// does not answer is pinged through probeHelpers others before it counts
+// as silent.
+const (
+	probeNeighbours = 1
+	probeRandom     = 3
+	probeHelpers    = 3
+)
+
+// probeAll pings every peer at once and waits for the answers (the first
+// round, so that the node starts knowing its ring).
+func (n *Node) probeAll() { n.probeEach(n.view.pingable(), false) }
+
+// probeRound checks a bounded set of peers: the work per node does not grow
+// with the cluster.
+func (n *Node) probeRound() {
+	n.rounds.Add(1)
+	n.probeEach(n.view.probeTargets(probeNeighbours, probeRandom), true)
+}
+
+func (n *Node) probeEach(peers []Peer, indirect bool) {
 	var wg sync.WaitGroup
-	for _, p := range n.view.pingable() {
+	for _, p := range peers {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(n.ctx, max(n.cfg.PingInterval, 100*time.Millisecond))
+			if indirect {
+				n.check(p)
+				return
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
 			defer cancel()
 			n.probe(ctx, p)
 		})
@@ -168,19 +299,182 @@ func (n *Node) probeAll() {
 	wg.Wait()
 }
 
+func (n *Node) pingTimeout() time.Duration { return max(n.cfg.PingInterval, 100*time.Millisecond) }
+
 // probe pings p once and records the outcome; it returns the pong, or
 // false when p did not answer.
 func (n *Node) probe(ctx context.Context, p Peer) (wire.Ping, bool) {
-	out, _, err := n.call(ctx, p, pathPing, wire.MsgPing, n.ping())
-	if err == nil {
-		if pong, derr := wire.DecodePing(out); derr == nil {
-			n.windows.learnBoot(p.ID, pong.Boot)
-			n.heard(p.ID, pong)
-			return pong, true
-		}
+	if pong, ok := n.pingOnce(ctx, p); ok {
+		return pong, true
 	}
 	n.applyChange(p.ID, n.view.silent(p.ID, n.cfg.SuspectAfter, n.cfg.DeadAfter))
 	return wire.Ping{}, false
+}
+
+// pingOnce pings p and records an answer; it records nothing when p does
+// not answer.
+func (n *Node) pingOnce(ctx context.Context, p Peer) (wire.Ping, bool) {
+	out, _, err := n.call(ctx, p, pathPing, wire.MsgPing, n.ping())
+	if err != nil {
+		n.log.Debug("buddy: ping failed", "peer", p.ID, "err", err)
+		return wire.Ping{}, false
+	}
+	pong, err := wire.DecodePing(out)
+	if err != nil {
+		return wire.Ping{}, false
+	}
+	n.windows.learnBoot(p.ID, pong.Boot)
+	n.heard(p.ID, pong)
+	return pong, true
+}
+
+// check pings p; when p does not answer and is in the ring, it asks
+// probeHelpers other nodes to ping it (a one-way cut between this node and
+// p does not make p dead here while others reach it). Only when none of
+// them got an answer is p silent; a peer found dead that way is told to
+// every other peer (spreadRumour), so that the nodes agree on the ring.
+func (n *Node) check(p Peer) {
+	wasDead := !n.view.answers(p.ID)
+	ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
+	pong, ok := n.pingOnce(ctx, p)
+	cancel()
+	if ok {
+		if wasDead && n.view.inRing(p.ID) {
+			// Back: the nodes that took it dead learn it now, not when
+			// their own probes happen to reach it.
+			n.spreadRumour(p.ID, pong.Incarnation, true)
+		}
+		return
+	}
+	if n.view.inRing(p.ID) {
+		if n.indirect(p) {
+			return
+		}
+	}
+	c := n.view.silent(p.ID, n.cfg.SuspectAfter, n.cfg.DeadAfter)
+	n.applyChange(p.ID, c)
+	if c.To == ring.Dead && c.From != ring.Dead {
+		n.spreadRumour(p.ID, n.view.incarnation(p.ID), false)
+	}
+}
+
+// indirect asks up to probeHelpers peers to ping p for this node; it
+// reports whether one of them got an answer, and records it.
+func (n *Node) indirect(p Peer) bool {
+	// Helpers whose boot is known: one that needs a ping first would not
+	// answer within the round.
+	helpers := slices.DeleteFunc(n.view.helpers(p.ID, 2*probeHelpers), func(h Peer) bool { return n.windows.boot(h.ID) == 0 })
+	helpers = helpers[:min(len(helpers), probeHelpers)]
+	if len(helpers) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 2*n.pingTimeout())
+	defer cancel()
+	got := make(chan wire.ProbeReply, len(helpers))
+	req := wire.AppendProbe(nil, wire.Probe{Target: p.ID})
+	for _, h := range helpers {
+		go func() {
+			out, _, err := n.call(ctx, h, pathProbe, wire.MsgProbe, req)
+			var r wire.ProbeReply
+			if err == nil {
+				r, _ = wire.DecodeProbeReply(out)
+			}
+			got <- r
+		}()
+	}
+	for range helpers {
+		if r := <-got; r.OK {
+			if c, ok := n.view.vouched(p.ID, r.Incarnation, r.Draining); ok {
+				n.applyChange(p.ID, c)
+			}
+			return true // the other calls end with ctx
+		}
+	}
+	return false
+}
+
+// onProbe pings a peer for another node (an indirect probe).
+func (n *Node) onProbe(from string, payload []byte) ([]byte, error) {
+	req, err := wire.DecodeProbe(payload)
+	if err != nil {
+		return nil, malformed(err)
+	}
+	if req.Target == n.cfg.ID {
+		return wire.AppendProbeReply(nil, wire.ProbeReply{OK: true, Incarnation: n.incarnation, Draining: n.draining.Load()}), nil
+	}
+	p, known := n.view.peer(req.Target)
+	if !known || req.Target == from {
+		return wire.AppendProbeReply(nil, wire.ProbeReply{}), nil
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
+	defer cancel()
+	pong, ok := n.pingOnce(ctx, p)
+	return wire.AppendProbeReply(nil, wire.ProbeReply{OK: ok, Incarnation: pong.Incarnation, Draining: pong.Draining}), nil
+}
+
+// spreadRumour tells every peer that may answer that peer id, in run inc,
+// is dead (or alive again). It runs once per change, not every round.
+func (n *Node) spreadRumour(id string, inc uint64, alive bool) {
+	if inc == 0 {
+		return
+	}
+	msg := wire.AppendRumour(nil, wire.Rumour{Target: id, Incarnation: inc, Alive: alive})
+	for _, p := range n.view.reachable(map[string]bool{id: true}) {
+		n.spawn(func() {
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicationTimeout)
+			defer cancel()
+			if _, _, err := n.call(ctx, p, pathRumour, wire.MsgRumour, msg); err != nil {
+				n.log.Debug("buddy: rumour not delivered", "peer", p.ID, "dead", id, "err", err)
+			}
+		})
+	}
+}
+
+// onRumour takes another node's word that a peer is dead, unless this
+// node heard from it within SuspectAfter or it answers a ping of this
+// node's; a peer taken dead so is alive again once it answers this node.
+func (n *Node) onRumour(from string, payload []byte) ([]byte, error) {
+	r, err := wire.DecodeRumour(payload)
+	if err != nil {
+		return nil, malformed(err)
+	}
+	if r.Target == n.cfg.ID {
+		n.log.Warn("buddy: a peer found this node dead", "peer", from)
+		return nil, nil
+	}
+	p, known := n.view.peer(r.Target)
+	if !known {
+		return nil, nil
+	}
+	if r.Alive {
+		if !n.view.answers(r.Target) && n.helloProbes.claim(r.Target) {
+			// Dead here: a ping of its own brings it back if it answers.
+			n.spawn(func() {
+				defer n.helloProbes.release(r.Target)
+				ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
+				defer cancel()
+				n.pingOnce(ctx, p)
+			})
+		}
+		return nil, nil
+	}
+	if !n.view.answers(r.Target) || n.view.quiet(r.Target) < n.cfg.SuspectAfter && n.view.inRing(r.Target) {
+		return nil, nil // dead here already, or it answered this node a moment ago
+	}
+	// One ping of its own first: a node slow to answer one peer is not
+	// taken out of every ring for it.
+	n.spawn(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
+		defer cancel()
+		if _, ok := n.pingOnce(ctx, p); ok {
+			return
+		}
+		if c, taken := n.view.rumour(r.Target, r.Incarnation, n.cfg.SuspectAfter); taken {
+			n.log.Info("buddy: peer found dead by another node", "peer", r.Target, "by", from)
+			n.applyChange(r.Target, c)
+		}
+	})
+	return nil, nil
 }
 
 // heard records an authenticated ping or pong from peer id.
@@ -257,12 +551,48 @@ func (n *Node) discover() {
 		n.log.Warn("buddy: discovery failed", "err", err)
 		return
 	}
-	added, _, changed := n.view.setPeers(peers, wire.MaxIDLen)
+	n.discovered.Store(true)
+	n.setPeers(peers)
+}
+
+// setPeers replaces the peer list. A peer at a new address is a new
+// process: its boot is learned anew, and a buddy's stream is dialled anew.
+func (n *Node) setPeers(peers []Peer) {
+	added, moved, changed := n.view.setPeers(peers, wire.MaxIDLen)
 	for _, id := range added {
 		n.windows.add(id)
 	}
+	for _, id := range moved {
+		n.windows.forgetBoot(id, n.windows.boot(id))
+		if n.sender.buddy().ID == id {
+			n.reconfigure(true, id)
+			changed = false
+		}
+	}
 	if changed {
 		n.reconfigure(false, "")
+	}
+}
+
+// discoverSoon asks Discovery (or the membership layer) again now, at most
+// once a second: an authenticated peer this node does not know may be a
+// new node.
+func (n *Node) discoverSoon() {
+	if n.cfg.Discovery == nil && n.cfg.Membership == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := n.lastAsked.Load()
+	if now-last < int64(time.Second) || !n.lastAsked.CompareAndSwap(last, now) {
+		return
+	}
+	ch := n.rediscover
+	if n.cfg.Membership != nil {
+		ch = n.members
+	}
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 

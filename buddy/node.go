@@ -73,6 +73,12 @@ type Node struct {
 	drainedTo   atomic.Pointer[string] // the buddy that took every session over at the drain
 	probesOff   chan struct{}          // closed by Shutdown before it announces the leave
 	release     chan struct{}          // signals releaseLoop
+	members     chan struct{}          // signals probeLoop that Config.Membership changed
+	rediscover  chan struct{}          // signals probeLoop to ask Discovery now
+	lastAsked   atomic.Int64           // when rediscover was last signalled, Unix ns
+	discovered  atomic.Bool            // Discovery (or Membership) answered once
+	rounds      atomic.Uint64          // probe rounds run (tests)
+	roundBusy   atomic.Bool            // a probe round is running
 	helloProbes probeSet               // peers pinged back after their first ping
 	unauth      budget                 // bytes held for requests not authenticated yet
 	authed      budget                 // bytes held for frames of streams whose first frame authenticated
@@ -128,6 +134,7 @@ func New(cfg Config) (*Node, error) {
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sealer: sealer, comp: comp,
 		view: newView(cfg.ID, cfg.Zone, cfg.Peers, time.Now), windows: windowSet{m: make(map[string]*wire.ReplayWindow), boots: make(map[string]uint64)},
 		backups: newBackups(cfg.MaxBackups), stop: make(chan struct{}), probesOff: make(chan struct{}), release: make(chan struct{}, 1),
+		members: make(chan struct{}, 1), rediscover: make(chan struct{}, 1),
 		incarnation: uint64(time.Now().UnixNano()),
 	}
 	n.handoff.seed = maphash.MakeSeed()
@@ -156,10 +163,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.sender.run(n.stop) }()
-	// One round of pings before returning, so the node starts with its
-	// buddy known.
+	// One round of pings (or the membership layer's first answer) before
+	// returning, so the node starts with its buddy known.
+	if err := n.joinMembership(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	n.discover()
-	n.probeAll()
+	if n.cfg.Membership == nil {
+		n.probeAll()
+	}
 	if n.sender.buddy().ID == "" {
 		n.log.Warn("buddy: running alone, sessions have no backup")
 	}
@@ -321,6 +334,11 @@ func (n *Node) Close() error {
 		n.closedMu.Unlock()
 		close(n.stop)
 		n.cancel()
+		if m := n.cfg.Membership; m != nil {
+			if err := m.Close(); err != nil {
+				n.log.Warn("buddy: membership did not close", "err", err)
+			}
+		}
 		_ = n.srv.Close()
 		n.wg.Wait()
 		n.client.CloseIdleConnections()
@@ -481,6 +499,7 @@ func (n *Node) Stats() Stats {
 		Failovers: c.failovers.Load(), OwnershipMoves: c.ownershipMoves.Load(), Promoted: c.promoted.Load(),
 		HandedOut: c.handedOut.Load(), FetchPending: c.fetchPending.Load(), FencedLocal: c.fencedLocal.Load(),
 		Pauses: c.pauses.Load(), ConfigMismatches: c.mismatches.Load(),
+		MembershipMessages: c.memberMsgs.Load(), MembershipBytes: c.memberBytes.Load(),
 		RingChanges: c.ringChanges.Load(), TransferSessions: c.transferSessions.Load(),
 		TransferBytes: c.transferBytes.Load(), Drains: c.drains.Load(), Peers: n.Peers(),
 		Draining: n.draining.Load(),

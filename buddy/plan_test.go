@@ -45,4 +45,3 @@ func TestFetchPlan(t *testing.T) {
 		})
 	}
 }
-

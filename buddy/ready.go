@@ -20,5 +20,8 @@ func (n *Node) Ready() bool {
 	if closed {
 		return false
 	}
+	if (n.cfg.Discovery != nil || n.cfg.Membership != nil) && !n.discovered.Load() {
+		return false // the peers are not known yet
+	}
 	return n.sender.buddy().ID != "" || !n.view.configured()
 }

@@ -66,12 +66,6 @@ func (s *State) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// inRing: the states whose peers take part in the ring.
-func (s State) inRing() bool { return ring.State(s).InRing() }
-
-// answers: the states whose peers may answer a request.
-func (s State) answers() bool { return ring.State(s).Answers() }
-
 // PeerStatus is one peer as Stats reports it.
 type PeerStatus struct {
 	Peer
@@ -121,6 +115,14 @@ func (v *view) rumour(id string, inc uint64, fresh time.Duration) (change, bool)
 
 func (v *view) quiet(id string) time.Duration { return v.t.Quiet(id) }
 
+func (v *view) vouched(id string, inc uint64, draining bool) (change, bool) {
+	return v.t.Vouched(id, inc, draining)
+}
+
+func (v *view) observe(id string, st State, inc uint64) change {
+	return v.t.Observe(id, ring.State(st), inc)
+}
+
 func (v *view) setPeers(peers []Peer, maxIDLen int) (added, moved []string, changed bool) {
 	rp := make([]ring.Peer, len(peers))
 	for i, p := range peers {
@@ -145,7 +147,6 @@ func (v *view) reachable(skip map[string]bool) []Peer {
 	return peers(v.t.Reachable(skip))
 }
 func (v *view) ringPeers() []Peer        { return peers(v.t.RingPeers()) }
-func (v *view) ring() []string           { return v.t.Ring() }
 func (v *view) buddyOf(id string) string { return v.t.BuddyOf(id) }
 
 // probeTargets returns the peers one probe round pings.

@@ -43,21 +43,27 @@ type Stats struct {
 	BackupsExpired  uint64
 
 	// Cluster lifecycle.
-	Peers            []PeerStatus
-	Draining         bool
-	RingChanges      uint64            // membership changes that recomputed the ring
-	Failovers        uint64            // backup copies handed out (or taken here) because their owner was gone
-	Fetches          map[string]uint64 // fetches for this node's requests, by outcome (Source*)
-	HandedOut        uint64            // fetches of peers answered with a session
-	FetchPending     uint64            // fetches of peers answered "ask again" (session busy here)
-	OwnershipMoves   uint64            // owned sessions this node gave up to another
-	FencedLocal      uint64            // owned sessions dropped because another node owns them under a newer epoch
-	Pauses           uint64            // times this process was found paused for longer than DeadAfter
-	ConfigMismatches uint64            // peers found with other cookie keys or settings (each time it is found)
-	Promoted         uint64            // backup copies taken over from a draining owner
-	TransferSessions uint64            // full copies sent to a new buddy
-	TransferBytes    uint64            // their raw bytes
-	Drains           uint64            // graceful shutdowns
+	Peers          []PeerStatus
+	Draining       bool
+	RingChanges    uint64            // membership changes that recomputed the ring
+	Failovers      uint64            // backup copies handed out (or taken here) because their owner was gone
+	Fetches        map[string]uint64 // fetches for this node's requests, by outcome (Source*)
+	HandedOut      uint64            // fetches of peers answered with a session
+	FetchPending   uint64            // fetches of peers answered "ask again" (session busy here)
+	OwnershipMoves uint64            // owned sessions this node gave up to another
+	FencedLocal    uint64            // owned sessions dropped because another node owns them under a newer epoch
+	Pauses         uint64            // times this process was found paused for longer than DeadAfter
+	// MembershipMessages counts the failure detector's requests this node
+	// sent (pings, indirect probes, dead rumours); MembershipBytes their
+	// sealed bytes, requests and replies. Config.Membership's own traffic
+	// is not in them.
+	MembershipMessages uint64
+	MembershipBytes    uint64
+	ConfigMismatches   uint64 // peers found with other cookie keys or settings (each time it is found)
+	Promoted           uint64 // backup copies taken over from a draining owner
+	TransferSessions   uint64 // full copies sent to a new buddy
+	TransferBytes      uint64 // their raw bytes
+	Drains             uint64 // graceful shutdowns
 }
 
 // Histogram counts observations in power-of-two buckets: Buckets[i] counts
@@ -136,6 +142,7 @@ type counters struct {
 	rejected                                                    [12]atomic.Uint64
 	failovers, ownershipMoves, promoted, ringChanges            atomic.Uint64
 	handedOut, fetchPending, fencedLocal, pauses, mismatches    atomic.Uint64
+	memberMsgs, memberBytes                                     atomic.Uint64
 	transferSessions, transferBytes, drains                     atomic.Uint64
 	fetches                                                     [7]atomic.Uint64
 }

@@ -24,6 +24,8 @@ const (
 	pathTransfer = "/tandem/v1/transfer"
 	pathLeave    = "/tandem/v1/leave"
 	pathStream   = "/tandem/v1/stream"
+	pathProbe    = "/tandem/v1/probe"
+	pathRumour   = "/tandem/v1/rumour"
 )
 
 const contentType = "application/x-tandem"
@@ -36,6 +38,8 @@ var replyType = map[wire.MsgType]wire.MsgType{
 	wire.MsgTransfer: wire.MsgTransferReply,
 	wire.MsgLeave:    wire.MsgLeaveReply,
 	wire.MsgUsers:    wire.MsgUsersReply,
+	wire.MsgProbe:    wire.MsgProbeReply,
+	wire.MsgRumour:   wire.MsgRumourReply,
 }
 
 func (n *Node) routes() http.Handler {
@@ -46,6 +50,8 @@ func (n *Node) routes() http.Handler {
 	mux.Handle(pathLeave, n.endpoint(wire.MsgLeave, n.onLeave))
 	mux.Handle(pathUsers, n.endpoint(wire.MsgUsers, n.onUsers))
 	mux.HandleFunc(pathStream, n.serveStream)
+	mux.Handle(pathProbe, n.endpoint(wire.MsgProbe, n.onProbe))
+	mux.Handle(pathRumour, n.endpoint(wire.MsgRumour, n.onRumour))
 	return mux
 }
 
@@ -155,6 +161,9 @@ func (n *Node) serve(typ wire.MsgType, handle handler, body []byte, plain *[]byt
 	}
 	win, known := n.windows.get(h.From)
 	if !known {
+		// Someone holding the cluster key that this node does not know of:
+		// a new node, maybe, that Discovery lists already.
+		n.discoverSoon()
 		return dst, &rejection{http.StatusForbidden, RejectUnknown, fmt.Errorf("%w: %q", wire.ErrUnknownNode, h.From)}
 	}
 	if now := time.Now(); h.Seq > uint64(now.Add(maxClockSkew).UnixNano()) || h.Seq < uint64(now.Add(-maxClockSkew).UnixNano()) {
@@ -361,12 +370,20 @@ func (n *Node) callOnce(ctx context.Context, to Peer, path string, typ wire.MsgT
 		return nil, len(body), err
 	}
 	req.Header.Set("Content-Type", contentType)
+	membership := typ == wire.MsgPing || typ == wire.MsgProbe || typ == wire.MsgRumour
+	if membership {
+		n.stats.memberMsgs.Add(1)
+		n.stats.memberBytes.Add(uint64(len(body)))
+	}
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return nil, len(body), err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(n.cfg.MaxBodySize)+1))
+	if membership {
+		n.stats.memberBytes.Add(uint64(len(data)))
+	}
 	if err != nil {
 		return nil, len(body), err
 	}

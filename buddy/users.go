@@ -206,7 +206,7 @@ func (n *Node) endLocalUsers(ctx context.Context, m *core.Manager, u wire.Users)
 func (n *Node) orphans(user string, ids []string) []expiredCopy {
 	gone := map[string]bool{}
 	for _, st := range n.view.statuses() {
-		if !st.State.answers() {
+		if !n.view.answers(st.ID) {
 			gone[st.ID] = true
 		}
 	}

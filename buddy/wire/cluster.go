@@ -302,3 +302,101 @@ func DecodeLeave(b []byte) (Leave, error) {
 	}
 	return Leave{Incarnation: inc}, nil
 }
+
+// Probe is the payload of MsgProbe: the node the receiver should ping for
+// the sender.
+type Probe struct {
+	// Target is the ID of the node to ping.
+	Target string
+}
+
+// AppendProbe appends the encoding of p: the target's length (one byte)
+// and the target.
+func AppendProbe(dst []byte, p Probe) []byte {
+	dst = append(dst, byte(len(p.Target)))
+	return append(dst, p.Target...)
+}
+
+// DecodeProbe decodes what AppendProbe encodes. Errors wrap ErrMalformed.
+func DecodeProbe(b []byte) (Probe, error) {
+	if len(b) < 2 || int(b[0]) != len(b)-1 || len(b)-1 > MaxIDLen {
+		return Probe{}, fmt.Errorf("%w: probe payload", ErrMalformed)
+	}
+	return Probe{Target: string(b[1:])}, nil
+}
+
+// ProbeReply is the payload of MsgProbeReply.
+type ProbeReply struct {
+	// OK: the target answered the receiver's ping.
+	OK bool
+	// Incarnation is the target's incarnation as its pong said (0 when it
+	// did not answer).
+	Incarnation uint64
+	// Draining: the target's pong said it is draining.
+	Draining bool
+}
+
+// AppendProbeReply appends the encoding of r: a state byte (0 silent, 1
+// answered, 2 answered draining) and the incarnation (uvarint).
+func AppendProbeReply(dst []byte, r ProbeReply) []byte {
+	state := byte(0)
+	switch {
+	case r.OK && r.Draining:
+		state = 2
+	case r.OK:
+		state = 1
+	}
+	dst = append(dst, state)
+	return binary.AppendUvarint(dst, r.Incarnation)
+}
+
+// DecodeProbeReply decodes what AppendProbeReply encodes. Errors wrap
+// ErrMalformed.
+func DecodeProbeReply(b []byte) (ProbeReply, error) {
+	if len(b) < 2 || b[0] > 2 {
+		return ProbeReply{}, fmt.Errorf("%w: probe reply payload", ErrMalformed)
+	}
+	inc, k := binary.Uvarint(b[1:])
+	if k <= 0 || 1+k != len(b) {
+		return ProbeReply{}, fmt.Errorf("%w: probe reply payload", ErrMalformed)
+	}
+	return ProbeReply{OK: b[0] > 0, Draining: b[0] == 2, Incarnation: inc}, nil
+}
+
+// Rumour is the payload of MsgRumour: the sender found Target, in its run
+// Incarnation, dead (neither it nor the nodes it asked to probe it got an
+// answer), or, Alive, answering again after it was dead.
+type Rumour struct {
+	// Target is the ID of the node found dead or alive.
+	Target string
+	// Incarnation is the run of Target that was found so.
+	Incarnation uint64
+	// Alive: Target answers again.
+	Alive bool
+}
+
+// AppendRumour appends the encoding of r: the target's length (one byte),
+// the target, the incarnation (uvarint) and the news (one byte: 0 dead, 1
+// alive).
+func AppendRumour(dst []byte, r Rumour) []byte {
+	dst = append(dst, byte(len(r.Target)))
+	dst = append(dst, r.Target...)
+	dst = binary.AppendUvarint(dst, r.Incarnation)
+	if r.Alive {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+// DecodeRumour decodes what AppendRumour encodes. Errors wrap ErrMalformed.
+func DecodeRumour(b []byte) (Rumour, error) {
+	if len(b) < 3 || b[0] == 0 || int(b[0]) > MaxIDLen || len(b) < 1+int(b[0])+1 {
+		return Rumour{}, fmt.Errorf("%w: rumour payload", ErrMalformed)
+	}
+	n := int(b[0])
+	inc, k := binary.Uvarint(b[1+n:])
+	if k <= 0 || 1+n+k+1 != len(b) || b[len(b)-1] > 1 {
+		return Rumour{}, fmt.Errorf("%w: rumour payload", ErrMalformed)
+	}
+	return Rumour{Target: string(b[1 : 1+n]), Incarnation: inc, Alive: b[len(b)-1] == 1}, nil
+}

@@ -47,6 +47,15 @@ const (
 	MsgUsers MsgType = 21
 	// MsgUsersReply answers MsgUsers.
 	MsgUsersReply MsgType = 22
+	// MsgProbe asks a node to ping another for the sender (an indirect
+	// probe, before the sender suspects that node).
+	MsgProbe MsgType = 11
+	// MsgProbeReply answers MsgProbe with whether the target answered.
+	MsgProbeReply MsgType = 12
+	// MsgRumour tells a node that the sender found another dead.
+	MsgRumour MsgType = 13
+	// MsgRumourReply answers MsgRumour (an empty payload).
+	MsgRumourReply MsgType = 14
 )
 
 // String returns the type's name, such as "batch" or "batch-reply", or
@@ -77,6 +86,14 @@ func (t MsgType) String() string {
 		return "users"
 	case MsgUsersReply:
 		return "users-reply"
+	case MsgProbe:
+		return "probe"
+	case MsgProbeReply:
+		return "probe-reply"
+	case MsgRumour:
+		return "rumour"
+	case MsgRumourReply:
+		return "rumour-reply"
 	}
 	return fmt.Sprintf("msg(%d)", byte(t))
 }

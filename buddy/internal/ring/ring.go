@@ -56,9 +56,9 @@ type peerState struct {
 	state        State
 	undiscovered bool // Left because Discovery stopped listing it
 	lastOK       time.Time
-	incarnation  uint64 // the peer's start time; a new value means it restarted
-	deadInc      uint64 // the incarnation a dead rumour named; 0 when none
-	mismatch     string // why its configuration is not compatible; "" when it is
+	failing      time.Time // since when its probes fail; zero while it answers
+	incarnation  uint64    // the peer's start time; a new value means it restarted
+	mismatch     string    // why its configuration is not compatible; "" when it is
 }
 
 func (p *peerState) inRing() bool { return p.state.InRing() && p.mismatch == "" }
@@ -100,6 +100,16 @@ func (c Change) Any() bool { return c.From != c.To || c.Restarted || c.Mismatch 
 // incarnation inc; draining says it is stopping; mismatch is "" or why its
 // configuration differs. It reports false for an unknown peer.
 func (t *Table) Heard(id string, inc uint64, draining bool, mismatch string) (Change, bool) {
+	return t.heard(id, inc, draining, &mismatch)
+}
+
+// Vouched records that another node got an answer from peer id for this
+// one (an indirect probe): as Heard, the peer's mismatch left as it is.
+func (t *Table) Vouched(id string, inc uint64, draining bool) (Change, bool) {
+	return t.heard(id, inc, draining, nil)
+}
+
+func (t *Table) heard(id string, inc uint64, draining bool, mismatch *string) (Change, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.peers[id]
@@ -110,9 +120,6 @@ func (t *Table) Heard(id string, inc uint64, draining bool, mismatch string) (Ch
 	switch {
 	case p.undiscovered:
 		// Discovery no longer lists it: it stays out.
-	case p.deadInc != 0 && (inc == 0 || inc <= p.deadInc):
-		// The cluster declared this run dead: only a new run comes back,
-		// so that every node keeps the same ring.
 	case draining:
 		if p.state != Left || c.Restarted {
 			p.state = Draining
@@ -125,26 +132,25 @@ func (t *Table) Heard(id string, inc uint64, draining bool, mismatch string) (Ch
 		// traffic did not leave (a stale or replayed leave): alive again.
 		p.state = Alive
 	}
-	if p.deadInc == 0 || inc > p.deadInc {
-		p.deadInc = 0
-		p.lastOK = t.now()
-	}
+	p.lastOK, p.failing = t.now(), time.Time{}
 	if inc != 0 {
 		p.incarnation = inc
 	}
-	if mismatch != p.mismatch {
-		c.Mismatch = mismatch
-		if mismatch == "" {
+	if mismatch != nil && *mismatch != p.mismatch {
+		c.Mismatch = *mismatch
+		if *mismatch == "" {
 			c.Mismatch = "ok"
 		}
-		p.mismatch = mismatch
+		p.mismatch = *mismatch
 	}
 	c.To = p.state
 	return c, true
 }
 
 // Silent records that peer id did not answer a probe: it turns suspect
-// after suspectAfter without an answer and dead after deadAfter.
+// after suspectAfter without an answer and dead after deadAfter, counted
+// from its last answer or, when that is older (a peer not probed every
+// round), from the first probe that failed since.
 func (t *Table) Silent(id string, suspectAfter, deadAfter time.Duration) Change {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -153,8 +159,16 @@ func (t *Table) Silent(id string, suspectAfter, deadAfter time.Duration) Change 
 		return Change{}
 	}
 	c := Change{From: p.state}
+	now := t.now()
+	if p.failing.IsZero() {
+		p.failing = now
+	}
 	if p.state == Alive || p.state == Suspect || p.state == Draining {
-		switch quiet := t.now().Sub(p.lastOK); {
+		since := p.lastOK
+		if p.failing.After(since) {
+			since = p.failing
+		}
+		switch quiet := now.Sub(since); {
 		case quiet >= deadAfter:
 			p.state = Dead
 		case quiet >= suspectAfter && p.state == Alive:
@@ -195,9 +209,9 @@ func (t *Table) Mark(id string, st State, inc uint64) Change {
 // Rumour records that another node declared peer id's run inc dead. It is
 // taken unless this node heard from a newer run, or from this one within
 // fresh (it then answers this node: the rumour's sender is cut off from
-// it, not the cluster). A peer taken dead by rumour stays dead until a
-// newer run of it is heard from. It reports the change and whether the
-// rumour was taken.
+// it, not the cluster). A peer taken dead by rumour is alive again as soon
+// as it answers this node (dead peers are probed every round). It reports
+// the change and whether the rumour was taken.
 func (t *Table) Rumour(id string, inc uint64, fresh time.Duration) (Change, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -209,8 +223,40 @@ func (t *Table) Rumour(id string, inc uint64, fresh time.Duration) (Change, bool
 		return Change{}, false
 	}
 	c := Change{From: p.state, To: Dead}
-	p.state, p.deadInc, p.incarnation = Dead, inc, inc
+	p.state, p.incarnation = Dead, inc
 	return c, true
+}
+
+// Observe records what a membership layer (Config.Membership) says of
+// peer id: its state (Alive, Suspect, Draining, Dead or Left) and its
+// incarnation (0: not known). Alive and Suspect count as an answer now.
+func (t *Table) Observe(id string, st State, inc uint64) Change {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.peers[id]
+	if !ok || p.undiscovered {
+		return Change{}
+	}
+	c := Change{From: p.state, Restarted: p.incarnation != 0 && inc != 0 && inc > p.incarnation}
+	if inc != 0 && inc < p.incarnation {
+		return Change{} // news of an older run
+	}
+	switch {
+	case st == Alive && p.state == Draining && !c.Restarted:
+		// a node never stops draining
+	case st == Dead && p.state == Left && !c.Restarted:
+		// it left (its leave came first): gone, not dead
+	default:
+		p.state = st
+	}
+	if st.InRing() {
+		p.lastOK, p.failing = t.now(), time.Time{}
+	}
+	if inc != 0 {
+		p.incarnation = inc
+	}
+	c.To = p.state
+	return c
 }
 
 // SetPeers replaces the peer list (Discovery): new peers are added
@@ -328,15 +374,25 @@ func (t *Table) Pingable() []Peer {
 }
 
 // ProbeTargets returns the peers to probe in one round: the neighbours of
-// this node in ID order among the pingable peers (want of them on each
-// side), and random extra ones drawn with r, so that a node's probes do
-// not grow with the cluster while every peer is probed by its neighbours
-// every round.
+// this node in ID order among the pingable peers (that many on each side),
+// random extra ones drawn with r, every peer whose last probe failed (until
+// it answers or is dead), and every peer never heard from: a node's probes
+// do not grow with the cluster while every peer is probed by its neighbours
+// every round. A dead peer is probed by its neighbours and at random only,
+// so that a node found dead by mistake is not pinged by every node at once.
 func (t *Table) ProbeTargets(neighbours, extra int, r *rand.Rand) []Peer {
 	all := t.Pingable()
 	if len(all) <= 2*neighbours+extra {
 		return all
 	}
+	t.mu.Lock()
+	unknown := map[string]bool{}
+	for id, p := range t.peers {
+		if (p.state == Unknown || p.state == Suspect || !p.failing.IsZero() && p.state != Dead) && !p.undiscovered {
+			unknown[id] = true
+		}
+	}
+	t.mu.Unlock()
 	i, _ := slices.BinarySearchFunc(all, t.self, func(p Peer, id string) int { return strings.Compare(p.ID, id) })
 	picked := map[int]bool{}
 	for k := range neighbours {
@@ -348,7 +404,7 @@ func (t *Table) ProbeTargets(neighbours, extra int, r *rand.Rand) []Peer {
 	}
 	out := make([]Peer, 0, len(picked))
 	for k := range all {
-		if picked[k] {
+		if picked[k] || unknown[all[k].ID] {
 			out = append(out, all[k])
 		}
 	}
@@ -378,11 +434,11 @@ func (t *Table) Revive(id string) Change {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.peers[id]
-	if !ok || p.undiscovered || p.state != Dead || p.deadInc != 0 {
+	if !ok || p.undiscovered || p.state != Dead {
 		return Change{} // a node that left may still finish sending: only pings bring it back
 	}
 	c := Change{From: p.state, To: Alive}
-	p.state, p.lastOK = Alive, t.now()
+	p.state, p.lastOK, p.failing = Alive, t.now(), time.Time{}
 	return c
 }
 

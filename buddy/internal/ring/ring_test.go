@@ -91,8 +91,9 @@ func TestTransitions(t *testing.T) {
 	steps := []step{
 		{0, "heard", 7, "", Unknown, Alive, false, true},
 		{suspect / 2, "silent", 0, "", Alive, Alive, false, true},
-		{suspect, "silent", 0, "", Alive, Suspect, false, true},
-		{dead, "silent", 0, "", Suspect, Dead, false, false},
+		{suspect, "silent", 0, "", Alive, Alive, false, true}, // quiet for suspect, but probed only now: failing since now
+		{suspect + suspect, "silent", 0, "", Alive, Suspect, false, true},
+		{suspect + dead, "silent", 0, "", Suspect, Dead, false, false},
 		{4 * time.Second, "heard", 7, "", Dead, Alive, false, true},
 		{5 * time.Second, "heard", 8, "", Alive, Alive, true, true},
 		{6 * time.Second, "heard-draining", 8, "", Alive, Draining, false, false},
@@ -107,10 +108,12 @@ func TestTransitions(t *testing.T) {
 		{10 * time.Second, "heard", 8, "", Alive, Alive, false, true},
 		// A rumour of its death is refused while it answers this node...
 		{10*time.Second + suspect/2, "rumour", 8, "", Unknown, Unknown, false, true},
-		// ...and taken once it is quiet here too; this run stays dead.
+		// ...and taken once it is quiet here too, until it answers.
 		{12 * time.Second, "rumour", 8, "", Alive, Dead, false, false},
-		{13 * time.Second, "heard", 8, "", Dead, Dead, false, false},
-		{14 * time.Second, "heard", 10, "", Dead, Alive, true, true}, // a new run comes back
+		{13 * time.Second, "heard", 8, "", Dead, Alive, false, true},
+		{13*time.Second + suspect/2, "rumour", 7, "", Unknown, Unknown, false, true}, // an older run
+		{15 * time.Second, "rumour", 8, "", Alive, Dead, false, false},
+		{16 * time.Second, "heard", 10, "", Dead, Alive, true, true}, // a new run
 	}
 	clk := &clock{time.Unix(1000, 0)}
 	t0 := clk.t
@@ -211,6 +214,12 @@ func TestProbeTargetsBounded(t *testing.T) {
 		probedBy := map[string]int{}
 		for i := range n {
 			tab := New(id(i), "", ps, nil)
+			if got := tab.ProbeTargets(1, 3, rand.New(rand.NewPCG(uint64(i), 1))); len(got) != n-1 {
+				t.Fatalf("%d nodes: %s probes %d peers never heard from, want all %d", n, id(i), len(got), n-1)
+			}
+			for _, p := range ps {
+				tab.Heard(p.ID, 1, false, "")
+			}
 			got := tab.ProbeTargets(1, 3, rand.New(rand.NewPCG(uint64(i), 1)))
 			if want := min(n-1, 5); len(got) != want {
 				t.Fatalf("%d nodes: %s probes %d peers, want %d", n, id(i), len(got), want)
@@ -244,4 +253,33 @@ func TestHelpers(t *testing.T) {
 	}
 }
 
-func id(i int) string { return "n" + string(rune('a'+i/26/26%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i%26)) }
+func id(i int) string {
+	return "n" + string(rune('a'+i/26/26%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i%26))
+}
+
+func TestObserve(t *testing.T) {
+	clk := &clock{time.Unix(1000, 0)}
+	tab := New("n1", "", []Peer{{ID: "n2"}}, clk.now)
+	steps := []struct {
+		st        State
+		inc       uint64
+		from, to  State
+		restarted bool
+	}{
+		{Alive, 5, Unknown, Alive, false},
+		{Suspect, 5, Alive, Suspect, false},
+		{Draining, 5, Suspect, Draining, false},
+		{Alive, 5, Draining, Draining, false}, // never stops draining
+		{Alive, 4, Unknown, Unknown, false},   // an older run
+		{Left, 5, Draining, Left, false},
+		{Dead, 5, Left, Left, false}, // the layer's late news of its departure
+		{Alive, 6, Left, Alive, true},
+		{Dead, 6, Alive, Dead, false},
+	}
+	for i, s := range steps {
+		c := tab.Observe("n2", s.st, s.inc)
+		if c.From != s.from || c.To != s.to || c.Restarted != s.restarted {
+			t.Fatalf("step %d: %v -> %v restarted %v, want %v -> %v restarted %v", i, c.From, c.To, c.Restarted, s.from, s.to, s.restarted)
+		}
+	}
+}
