@@ -2,7 +2,6 @@ package buddy
 
 import (
 	"hash/maphash"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -37,7 +36,7 @@ type backup struct {
 	ownerInc uint64 // the owner's incarnation when it sent the copy (0: unknown)
 	epoch    uint64
 	version  uint64
-	attrs    map[string][]byte // nil for a fence
+	attrs    attrList // nil for a fence
 	created  int64
 	accessed int64
 	movedTo  string // set: a fence for the node that took the session
@@ -141,11 +140,8 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 		if cur == nil && b.max > 0 && b.copies.Load() >= int64(b.max) {
 			return full, wire.Fence{}
 		}
-		bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: make(map[string][]byte, len(c.Set)),
+		bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: attrListOf(c.Set),
 			created: c.Created.UnixNano(), accessed: c.Accessed.UnixNano()}
-		for _, a := range c.Set {
-			bk.attrs[a.Key] = a.Value
-		}
 		b.set(sh, c.ID, bk)
 		return applied, wire.Fence{}
 	case wire.KindDelta:
@@ -159,13 +155,13 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 			return gap, wire.Fence{}
 		}
 		if c.Clear {
-			cur.attrs = make(map[string][]byte, len(c.Set))
+			cur.attrs = make(attrList, 0, len(c.Set))
 		}
 		for _, k := range c.Deleted {
-			delete(cur.attrs, k)
+			cur.attrs.remove(k)
 		}
 		for _, a := range c.Set {
-			cur.attrs[a.Key] = a.Value
+			cur.attrs.put(a.Key, a.Value)
 		}
 		cur.version = c.Version
 		cur.accessed = max(cur.accessed, c.Accessed.UnixNano())
@@ -271,11 +267,8 @@ func (b *backups) restore(owner string, inc uint64, c *core.Change) {
 	sh := b.shard(c.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: make(map[string][]byte, len(c.Set)),
+	bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: attrListOf(c.Set),
 		created: c.Created.UnixNano(), accessed: c.Accessed.UnixNano()}
-	for _, a := range c.Set {
-		bk.attrs[a.Key] = a.Value
-	}
 	b.set(sh, c.ID, bk)
 }
 
@@ -304,11 +297,7 @@ func (b *backups) get(id string) (*core.Change, string, bool) {
 }
 
 func (bk *backup) change(id string) *core.Change {
-	set := make([]core.Attr, 0, len(bk.attrs))
-	for _, k := range slices.Sorted(maps.Keys(bk.attrs)) {
-		set = append(set, core.Attr{Key: k, Value: bk.attrs[k]})
-	}
-	return &core.Change{ID: id, Version: bk.version, Epoch: bk.epoch, Full: true, Set: set,
+	return &core.Change{ID: id, Version: bk.version, Epoch: bk.epoch, Full: true, Set: slices.Clone(bk.attrs),
 		Created: unixTime(bk.created), Accessed: unixTime(bk.accessed)}
 }
 
@@ -356,4 +345,51 @@ func (b *backups) ids(owner string) []string {
 	}
 	slices.SortFunc(out, strings.Compare)
 	return out
+}
+
+// attrList is a copy's attributes, sorted by key, each key once: one small
+// allocation where a map costs a header and a group of eight slots (a copy
+// of one attribute: about 100 bytes instead of 450). It is changed only
+// under its shard's lock; values are never modified in place.
+type attrList []core.Attr
+
+func compareKey(a core.Attr, key string) int { return strings.Compare(a.Key, key) }
+
+// put sets key to v, in place when key is present.
+func (l *attrList) put(key string, v []byte) {
+	i, ok := slices.BinarySearchFunc(*l, key, compareKey)
+	if ok {
+		(*l)[i].Value = v
+		return
+	}
+	*l = slices.Insert(*l, i, core.Attr{Key: key, Value: v})
+}
+
+// get returns key's value, nil when absent.
+func (l attrList) get(key string) []byte {
+	if i, ok := slices.BinarySearchFunc(l, key, compareKey); ok {
+		return l[i].Value
+	}
+	return nil
+}
+
+// remove deletes key.
+func (l *attrList) remove(key string) {
+	if i, ok := slices.BinarySearchFunc(*l, key, compareKey); ok {
+		*l = slices.Delete(*l, i, i+1)
+	}
+}
+
+// attrListOf returns a sorted copy of set; a key given more than once keeps
+// its last value.
+func attrListOf(set []core.Attr) attrList {
+	l := make(attrList, 0, len(set))
+	for _, a := range set {
+		if len(l) == 0 || l[len(l)-1].Key < a.Key {
+			l = append(l, a)
+			continue
+		}
+		l.put(a.Key, a.Value)
+	}
+	return l
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,12 +15,21 @@ import (
 
 // BenchmarkStateTransfer measures how fast a node hands every session to a
 // new buddy: 100,000 sessions of about 1 KiB, loopback, default settings
-// (TransferRate 64 MiB/s). Run with -benchtime=1x.
+// (TransferRate 64 MiB/s). Run with -benchtime=1x. TANDEM_BENCH_TRANSFER
+// sets another number of sessions (the goal of #14: 1000000 within 10 s),
+// TANDEM_BENCH_TRANSFER_RATE another TransferRate (-1: no cap).
 func BenchmarkStateTransfer(b *testing.B) {
-	const sessions = 100_000
+	sessions := 100_000
+	if n, err := strconv.Atoi(os.Getenv("TANDEM_BENCH_TRANSFER")); err == nil && n > 0 {
+		sessions = n
+	}
 	for range b.N {
 		b.StopTimer()
-		ms := cluster(b, 2, nil)
+		ms := cluster(b, 2, func(c *Config) {
+			if r, err := strconv.Atoi(os.Getenv("TANDEM_BENCH_TRANSFER_RATE")); err == nil {
+				c.TransferRate = r
+			}
+		})
 		n1, n2 := ms[0], ms[1]
 		n2.kill()
 		waitRing(b, ms)
@@ -38,7 +49,11 @@ func BenchmarkStateTransfer(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		n2.restart(b) // joins: n1 sends it everything
-		waitFor(b, "transfer", func() bool { return n2.node.backups.len() == sessions })
+		for deadline := start.Add(5 * time.Minute); n2.node.backups.len() < sessions; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("transfer: %d of %d copies after 5 minutes", n2.node.backups.len(), sessions)
+			}
+		}
 		elapsed := time.Since(start)
 		b.StopTimer()
 		after := n1.node.Stats()

@@ -123,6 +123,11 @@ type sender struct {
 	retired map[string]Peer
 	// stream carries the batches; only the run goroutine touches it.
 	stream *batchStream
+	// want, when positive, is how many records the oldest batch must hold
+	// before enqueue wakes the run goroutine, which lingers meanwhile
+	// (Sync mode); lastSent is how many the last live batch carried.
+	want     int
+	lastSent int
 }
 
 func newSender(n *Node) *sender {
@@ -207,8 +212,11 @@ func (s *sender) enqueue(r wire.Record) (*batch, queued) {
 	b.recs = append(b.recs, r)
 	b.bytes += size
 	s.size++
+	wake := s.want <= 0 || len(s.q) > 1 || len(s.q[0].recs) >= s.want
 	s.mu.Unlock()
-	s.signal()
+	if wake {
+		s.signal()
+	}
 	return b, inBatch
 }
 
@@ -327,6 +335,7 @@ func (s *sender) take() (*batch, Peer, []string) {
 		s.q = s.q[1:]
 		s.size -= len(b.recs)
 		s.inflight = b
+		s.lastSent = len(b.recs)
 		return b, s.to, nil
 	}
 	if len(s.resync) == 0 {
@@ -509,8 +518,12 @@ func (s *sender) pace(raw int, spent time.Duration, stop <-chan struct{}) {
 // commits never wait for it (their batches fill while the previous one is
 // in flight).
 func (s *sender) linger(stop <-chan struct{}) {
+	if s.n.cfg.Mode == Sync {
+		s.syncLinger(stop)
+		return
+	}
 	d := s.n.cfg.AsyncLinger
-	if s.n.cfg.Mode != Async || d <= 0 {
+	if d <= 0 {
 		return
 	}
 	s.mu.Lock()
@@ -525,6 +538,49 @@ func (s *sender) linger(stop <-chan struct{}) {
 	case <-stop:
 	case <-t.C:
 	}
+}
+
+// syncLinger lets a Sync batch fill for up to Config.SyncLinger while it
+// holds fewer records than the last batch: the commits that batch released
+// are likely on their way again, and sending them together costs one round
+// trip instead of several. A batch of one record never waits (one client,
+// or a quiet node), and the wait ends as soon as the batch is as large as
+// the last one, or a second batch is queued.
+func (s *sender) syncLinger(stop <-chan struct{}) {
+	d := s.n.cfg.SyncLinger
+	if d <= 0 {
+		return
+	}
+	s.mu.Lock()
+	want := min(s.lastSent, s.n.cfg.MaxBatchRecords)
+	if want <= 1 || len(s.q) != 1 || len(s.q[0].recs) >= want {
+		s.mu.Unlock()
+		return
+	}
+	s.want = want
+	s.mu.Unlock()
+	// The wake enqueue sent with this batch's first record may still be
+	// pending: drain it, then wait for the one sent once the batch holds
+	// want records.
+	select {
+	case <-s.wake:
+	default:
+	}
+	s.mu.Lock()
+	ready := len(s.q) != 1 || len(s.q[0].recs) >= want
+	s.mu.Unlock()
+	if !ready {
+		t := time.NewTimer(d)
+		select {
+		case <-stop:
+		case <-s.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	s.mu.Lock()
+	s.want = 0
+	s.mu.Unlock()
 }
 
 // markResync remembers the sessions of a failed batch for a full resend.

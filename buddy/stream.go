@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,8 +75,29 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	defer n.bufs.put(bodyBuf)
 	defer n.bufs.put(plainBuf)
 	pool, idle := &n.unauth, n.cfg.ReplicationTimeout // the sender sends its first frame at once
+	// The read deadlines are one timer of the stream's own, reset twice a
+	// frame, that ends the body's reads when it fires: on HTTP/2 every
+	// SetReadDeadline is a round trip through the connection's goroutine
+	// (and a timer of its own), which per frame cost more than the batch.
+	// The timer may fire while the handler returns, and the response
+	// writer must not be used once it has: ended says it did.
+	var mu sync.Mutex
+	ended := false
+	deadline := time.AfterFunc(idle, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !ended {
+			_ = rc.SetReadDeadline(time.Now().Add(-time.Second))
+		}
+	})
+	defer func() {
+		deadline.Stop()
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+	}()
 	for {
-		_ = rc.SetReadDeadline(time.Now().Add(idle))
+		deadline.Reset(idle)
 		size, err := wire.ReadFrameSize(br, n.cfg.MaxBodySize)
 		switch {
 		case errors.Is(err, wire.ErrFrameTooLarge):
@@ -92,7 +114,7 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 				fmt.Errorf("a frame of %d bytes would exceed the %d bytes held for unauthenticated requests", size, pool.max)})
 			return
 		}
-		_ = rc.SetReadDeadline(time.Now().Add(n.cfg.ReplicationTimeout))
+		deadline.Reset(n.cfg.ReplicationTimeout)
 		body, err := readExactly((*bodyBuf)[:0], br, uint64(size))
 		*bodyBuf = body
 		if err != nil {

@@ -37,9 +37,9 @@ var replyType = map[wire.MsgType]wire.MsgType{
 	wire.MsgPing:     wire.MsgPong,
 	wire.MsgTransfer: wire.MsgTransferReply,
 	wire.MsgLeave:    wire.MsgLeaveReply,
+	wire.MsgUsers:    wire.MsgUsersReply,
 	wire.MsgProbe:    wire.MsgProbeReply,
 	wire.MsgRumour:   wire.MsgRumourReply,
-	wire.MsgUsers:    wire.MsgUsersReply,
 }
 
 func (n *Node) routes() http.Handler {

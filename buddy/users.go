@@ -206,7 +206,7 @@ func (n *Node) endLocalUsers(ctx context.Context, m *core.Manager, u wire.Users)
 func (n *Node) orphans(user string, ids []string) []expiredCopy {
 	gone := map[string]bool{}
 	for _, st := range n.view.statuses() {
-		if !st.State.answers() {
+		if !n.view.answers(st.ID) {
 			gone[st.ID] = true
 		}
 	}
@@ -231,7 +231,7 @@ func (b *backups) ofUser(user string, keep func(id, owner string) bool) []expire
 		sh := &b.shards[i]
 		sh.mu.Lock()
 		for id, bk := range sh.m {
-			if !bk.fence() && string(bk.attrs[core.UserKey]) == user && keep(id, bk.owner) {
+			if !bk.fence() && string(bk.attrs.get(core.UserKey)) == user && keep(id, bk.owner) {
 				out = append(out, expiredCopy{id, bk})
 			}
 		}

@@ -66,7 +66,7 @@ func TestSIGKILLUserSessions(t *testing.T) {
 					return false
 				}
 				for _, p := range st.Node.Peers {
-					if p.ID == victim && p.State.answers() {
+					if p.ID == victim && p.State != Dead && p.State != Left {
 						return false
 					}
 				}

@@ -99,7 +99,7 @@ func (s *Session) commit(ctx context.Context, h http.Header) error {
 func (s *Session) store(now int64) (acks [2]Ack, err error) {
 	m := s.m
 	var (
-		base        map[string][]byte
+		base        attrList
 		baseVersion uint64
 		epoch       uint64 = 1
 		created            = now
@@ -140,7 +140,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 			return acks, nil
 		}
 		attrs := s.merged(base)
-		if err := m.checkSize(len(attrs), sizeOf(attrs)); err != nil {
+		if err := m.checkSize(len(attrs), attrs.size()); err != nil {
 			return acks, err
 		}
 		if prevID == "" && m.draining.Load() {
@@ -152,7 +152,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		if s.cookieID == s.id {
 			s.staleCookie = true // the client's cookie says "unsaved"
 		}
-		rec := &record{id: s.ensureID(), attrs: attrs, size: sizeOf(attrs), version: baseVersion + 1, epoch: epoch, created: created}
+		rec := &record{id: s.ensureID(), attrs: attrs, size: attrs.size(), version: baseVersion + 1, epoch: epoch, created: created}
 		rec.accessed.Store(now)
 		rec.returned.Store(prevID != "") // a renewed session came back: not a first visit
 		rec.mu.Lock()

@@ -148,7 +148,7 @@ func (m *Manager) wants(k eventKind) bool { return m.cfg.Events.hook(k) != nil }
 
 // event returns an event of rec, whose lock the caller holds, at now.
 func (m *Manager) event(rec *record, reason Reason, now int64) Event {
-	return Event{ID: rec.id, Node: m.location().Owner, User: string(rec.attrs[userKey]), Reason: reason,
+	return Event{ID: rec.id, Node: m.location().Owner, User: rec.attrs.str(userKey), Reason: reason,
 		Created: unixTime(rec.created), At: unixTime(now)}
 }
 

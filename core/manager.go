@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,11 +265,8 @@ func (m *Manager) install(c *Change, evs *[]pendingEvent) (*record, error) {
 	if !m.reserve(evs) {
 		return nil, ErrNodeFull
 	}
-	rec := &record{id: c.ID, attrs: make(map[string][]byte, len(c.Set)), version: c.Version, epoch: max(c.Epoch, 1), created: c.Created.UnixNano()}
-	for _, a := range c.Set {
-		rec.attrs[a.Key] = a.Value
-	}
-	rec.size = sizeOf(rec.attrs)
+	rec := &record{id: c.ID, attrs: attrListOf(c.Set), version: c.Version, epoch: max(c.Epoch, 1), created: c.Created.UnixNano()}
+	rec.size = rec.attrs.size()
 	rec.accessed.Store(c.Accessed.UnixNano())
 	rec.returned.Store(true) // in use on another node: not a first visit
 	m.store.insert(rec)
@@ -336,7 +334,7 @@ func (m *Manager) Snapshots(fn func(*Change) bool) {
 func (r *record) fullChange(prevID string) *Change {
 	return &Change{
 		ID: r.id, PrevID: prevID, Version: r.version, Epoch: r.epoch, Full: true,
-		Set:     sortedAttrs(r.attrs),
+		Set:     slices.Clone(r.attrs),
 		Created: unixTime(r.created), Accessed: unixTime(r.accessed.Load()),
 	}
 }

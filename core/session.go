@@ -2,7 +2,6 @@ package core
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -121,7 +120,7 @@ func (s *Session) value(key string) ([]byte, bool) {
 		return nil, false
 	}
 	src.mu.Lock()
-	v, ok := src.attrs[key]
+	v, ok := src.attrs.get(key)
 	src.mu.Unlock()
 	return v, ok
 }
@@ -171,6 +170,29 @@ func (s *Session) Set(key string, v any) error {
 	return s.setEncoded(key, b)
 }
 
+// SetRaw records a copy of v under key as the stored bytes themselves,
+// without the Codec: the cheapest way to keep a value that is bytes already
+// (a rendered fragment, a serialized token). Read it back with GetRaw; Get
+// would hand those bytes to the Codec. It fails like Set.
+func (s *Session) SetRaw(key string, v []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	return s.setEncoded(key, append(make([]byte, 0, len(v)), v...))
+}
+
+// GetRaw returns a copy of the stored bytes of key (as SetRaw stored them,
+// or as the Codec encoded a value Set stored), and whether it is present.
+func (s *Session) GetRaw(key string) ([]byte, bool) {
+	s.mu.Lock()
+	v, ok := s.value(key)
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	return append(make([]byte, 0, len(v)), v...), true
+}
+
 func (s *Session) setEncoded(key string, b []byte) error {
 	lim := s.m.cfg.Limits
 	if len(b) > lim.MaxValueSize {
@@ -209,7 +231,7 @@ func (s *Session) checkLimits() error {
 		src.mu.Lock()
 		defer src.mu.Unlock()
 	}
-	var base map[string][]byte
+	var base attrList
 	var baseSize int
 	if src != nil && !s.clear {
 		base, baseSize = src.attrs, src.size
@@ -220,16 +242,16 @@ func (s *Session) checkLimits() error {
 
 // projected returns the attribute count and size of base (of size
 // baseSize) after the changes.
-func projected(base map[string][]byte, baseSize int, set map[string][]byte, del map[string]struct{}) (n, size int) {
+func projected(base attrList, baseSize int, set map[string][]byte, del map[string]struct{}) (n, size int) {
 	n, size = len(base), baseSize
 	for k := range del {
-		if v, ok := base[k]; ok {
+		if v, ok := base.get(k); ok {
 			n--
 			size -= len(k) + len(v)
 		}
 	}
 	for k, v := range set {
-		if old, ok := base[k]; ok {
+		if old, ok := base.get(k); ok {
 			size -= len(k) + len(old)
 		} else {
 			n++
@@ -286,7 +308,8 @@ func (s *Session) keysLocked(keep func(string) bool) []string {
 	var keys []string
 	if src := s.source(); src != nil && !s.clear {
 		src.mu.Lock()
-		for k := range src.attrs {
+		for _, a := range src.attrs {
+			k := a.Key
 			if _, gone := s.del[k]; !gone && keep(k) {
 				if _, dup := s.set[k]; !dup {
 					keys = append(keys, k)
@@ -374,57 +397,42 @@ func (s *Session) Flashes() []string {
 	return msgs
 }
 
-// merged returns a new map: base with the recorded changes applied.
-func (s *Session) merged(base map[string][]byte) map[string][]byte {
+// merged returns a new list: base with the recorded changes applied.
+func (s *Session) merged(base attrList) attrList {
 	if s.clear {
 		base = nil
 	}
-	attrs := make(map[string][]byte, len(base)+len(s.set))
-	maps.Copy(attrs, base)
-	for k := range s.del {
-		delete(attrs, k)
+	attrs := make(attrList, 0, len(base)+len(s.set))
+	for _, a := range base {
+		if _, gone := s.del[a.Key]; !gone {
+			attrs = append(attrs, a)
+		}
 	}
-	maps.Copy(attrs, s.set)
-	return attrs
+	for k, v := range s.set {
+		attrs.put(k, v)
+	}
+	return slices.Clip(attrs)
 }
 
 // apply writes the recorded changes into rec, whose lock the caller holds,
 // and returns them as sorted slices for the replicator.
 func (s *Session) apply(rec *record) (set []Attr, del []string) {
 	if s.clear {
-		rec.attrs = make(map[string][]byte, len(s.set))
+		rec.attrs = make(attrList, 0, len(s.set))
 	}
 	for k := range s.del {
-		if _, ok := rec.attrs[k]; ok {
-			delete(rec.attrs, k)
+		if rec.attrs.remove(k) {
 			del = append(del, k)
 		}
 	}
 	set = make([]Attr, 0, len(s.set))
 	for k, v := range s.set {
-		rec.attrs[k] = v
+		rec.attrs.put(k, v)
 		set = append(set, Attr{Key: k, Value: v})
 	}
 	slices.SortFunc(set, func(a, b Attr) int { return strings.Compare(a.Key, b.Key) })
 	slices.Sort(del)
 	return set, del
-}
-
-func sortedAttrs(m map[string][]byte) []Attr {
-	out := make([]Attr, 0, len(m))
-	for k, v := range m {
-		out = append(out, Attr{Key: k, Value: v})
-	}
-	slices.SortFunc(out, func(a, b Attr) int { return strings.Compare(a.Key, b.Key) })
-	return out
-}
-
-func sizeOf(m map[string][]byte) int {
-	n := 0
-	for k, v := range m {
-		n += len(k) + len(v)
-	}
-	return n
 }
 
 func unixTime(ns int64) time.Time { return time.Unix(0, ns) }

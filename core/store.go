@@ -20,7 +20,7 @@ const shardCount = 64
 type record struct {
 	mu       sync.Mutex
 	id       string
-	attrs    map[string][]byte
+	attrs    attrList
 	size     int // bytes of keys plus values
 	version  uint64
 	epoch    uint64 // ownership epoch (Change.Epoch); never changes once stored

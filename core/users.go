@@ -166,8 +166,8 @@ func (m *Manager) unindex(id string) {
 
 // indexRecord indexes rec under its user. It runs under rec.mu.
 func (m *Manager) indexRecord(rec *record) {
-	if u := rec.attrs[userKey]; len(u) > 0 || !m.users.empty() {
-		m.users.set(rec.id, string(u))
+	if u := rec.attrs.str(userKey); u != "" || !m.users.empty() {
+		m.users.set(rec.id, u)
 	}
 }
 
@@ -182,7 +182,7 @@ func (m *Manager) ownedOf(user string, fn func(rec *record)) {
 			continue
 		}
 		rec.mu.Lock()
-		if rec.dead || string(rec.attrs[userKey]) != user {
+		if rec.dead || rec.attrs.str(userKey) != user {
 			rec.mu.Unlock()
 			m.users.forget(id, user)
 			continue

@@ -23,7 +23,10 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 func (w *discardWriter) reset()                      { clear(w.h); w.code = 0 }
 
-var blob4K = strings.Repeat("x", 4096)
+var (
+	blob4K    = strings.Repeat("x", 4096)
+	blob4KRaw = []byte(blob4K)
+)
 
 // BenchmarkGin compares, in one run, a bare gin handler with the same
 // handler behind ginsession: a request that only reads an existing session,
@@ -43,8 +46,20 @@ func BenchmarkGin(b *testing.B) {
 			_, _, err := core.Get[string](s, "user")
 			return err
 		}},
+		{"read-int", func(s *core.Session) error {
+			_, _, err := core.Get[int](s, "n")
+			return err
+		}},
 		{"write-small", func(s *core.Session) error { return s.Set("n", 42) }},
+		{"incr", func(s *core.Session) error {
+			n, _, err := core.Get[int](s, "n")
+			if err != nil {
+				return err
+			}
+			return s.Set("n", n+1)
+		}},
 		{"write-4KiB", func(s *core.Session) error { return s.Set("blob", blob4K) }},
+		{"write-4KiB-raw", func(s *core.Session) error { return s.SetRaw("blob", blob4KRaw) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			m := newManager(b, core.Limits{})
@@ -52,6 +67,7 @@ func BenchmarkGin(b *testing.B) {
 			r.Use(ginsession.Middleware(m))
 			r.GET("/login", func(c *gin.Context) {
 				_ = ginsession.Get(c).Set("user", "ann")
+				_ = ginsession.Get(c).Set("n", 1)
 				ok(c)
 			})
 			r.GET("/", func(c *gin.Context) {

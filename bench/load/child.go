@@ -7,9 +7,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/tandemsession/tandem/bench/internal/inproc"
@@ -27,7 +30,13 @@ const (
 	envMode  = "TANDEM_BENCH_MODE"  // off, sync or async
 	envCodec = "TANDEM_BENCH_CODEC" // compress.Config.Codec
 	envBatch = "TANDEM_BENCH_BATCH" // buddy.Config.MaxBatchRecords
-	envLog   = "TANDEM_BENCH_LOG"   // slog level; empty: discard
+	// envSyncLinger is buddy.Config.SyncLinger (a duration); the driver
+	// passes its own environment on, so it may be set by hand for tuning.
+	envSyncLinger = "TANDEM_BENCH_SYNC_LINGER"
+	// envCPUProfile, set by hand, is a directory where each node writes a
+	// CPU profile of its whole run, ID.prof (go tool pprof).
+	envCPUProfile = "TANDEM_BENCH_CPUPROFILE"
+	envLog        = "TANDEM_BENCH_LOG" // slog level; empty: discard
 )
 
 // runChild runs one node (internal/nodeapp) until SIGTERM, then drains it.
@@ -49,10 +58,14 @@ func runChild() error {
 	}
 	codec := os.Getenv(envCodec)
 	batch, _ := strconv.Atoi(os.Getenv(envBatch))
+	linger, _ := time.ParseDuration(os.Getenv(envSyncLinger))
 	cfg := inproc.NodeConfig(id, peers, mode, func(c *buddy.Config) {
 		c.Compression.Codec = codec
 		if batch > 0 {
 			c.MaxBatchRecords = batch
+		}
+		if linger != 0 {
+			c.SyncLinger = linger
 		}
 	})
 	if mode == inproc.Off {
@@ -72,6 +85,17 @@ func runChild() error {
 		var level slog.Level
 		_ = level.UnmarshalText([]byte(lv))
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	if dir := os.Getenv(envCPUProfile); dir != "" {
+		f, err := os.Create(filepath.Join(dir, id+".prof"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

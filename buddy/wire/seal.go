@@ -43,6 +43,10 @@ const (
 	MsgLeave MsgType = 9
 	// MsgLeaveReply answers MsgLeave.
 	MsgLeaveReply MsgType = 10
+	// MsgUsers asks a node for a user's sessions, or to end them.
+	MsgUsers MsgType = 21
+	// MsgUsersReply answers MsgUsers.
+	MsgUsersReply MsgType = 22
 	// MsgProbe asks a node to ping another for the sender (an indirect
 	// probe, before the sender suspects that node).
 	MsgProbe MsgType = 11
@@ -52,10 +56,6 @@ const (
 	MsgRumour MsgType = 13
 	// MsgRumourReply answers MsgRumour (an empty payload).
 	MsgRumourReply MsgType = 14
-	// MsgUsers asks a node for a user's sessions, or to end them.
-	MsgUsers MsgType = 21
-	// MsgUsersReply answers MsgUsers.
-	MsgUsersReply MsgType = 22
 )
 
 // String returns the type's name, such as "batch" or "batch-reply", or
@@ -82,6 +82,10 @@ func (t MsgType) String() string {
 		return "leave"
 	case MsgLeaveReply:
 		return "leave-reply"
+	case MsgUsers:
+		return "users"
+	case MsgUsersReply:
+		return "users-reply"
 	case MsgProbe:
 		return "probe"
 	case MsgProbeReply:
@@ -90,10 +94,6 @@ func (t MsgType) String() string {
 		return "rumour"
 	case MsgRumourReply:
 		return "rumour-reply"
-	case MsgUsers:
-		return "users"
-	case MsgUsersReply:
-		return "users-reply"
 	}
 	return fmt.Sprintf("msg(%d)", byte(t))
 }

@@ -1,0 +1,71 @@
+package core
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestMemoryPerSession measures what the owner's store costs per session
+// beyond its ID, key and value: TANDEM_BENCH_MEM=1000000 go test -run
+// MemoryPerSession -v ./core/. It installs that many sessions of one small
+// attribute and reports the growth of the live heap and of RSS per
+// session. It asserts nothing and is skipped unless the variable is set.
+func TestMemoryPerSession(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("TANDEM_BENCH_MEM"))
+	if n <= 0 {
+		t.Skip("set TANDEM_BENCH_MEM to a number of sessions")
+	}
+	m, _ := newManager(t, func(c *Config) { c.Limits.MaxSessions = n + 1 })
+	ids := make([]string, n)
+	vals := make([][]byte, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%024d", i)
+		vals[i] = []byte(strconv.Quote(strconv.Itoa(i % 100000)))
+	}
+	const key = "user"
+	payload := 0
+	for i := range ids {
+		payload += len(ids[i]) + len(key) + len(vals[i])
+	}
+	heap0, rss0 := liveHeap(), rss()
+	now := time.Now()
+	for i := range ids {
+		c := &Change{ID: ids[i], Version: 1, Epoch: 1, Full: true, Set: []Attr{{Key: key, Value: vals[i]}}, Created: now, Accessed: now}
+		if err := m.Install(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heap1, rss1 := liveHeap(), rss()
+	t.Logf("owner, %d sessions of one attribute (%d B of ID, key and value each, held before and not counted): "+
+		"heap %.0f B/session, RSS %.0f B/session beyond them", n, payload/n,
+		float64(heap1-heap0)/float64(n), float64(rss1-rss0)/float64(n))
+	runtime.KeepAlive(ids)
+	runtime.KeepAlive(vals)
+	if m.Len() != n {
+		t.Fatalf("%d sessions held, want %d", m.Len(), n)
+	}
+}
+
+// liveHeap returns the heap in use after a full collection.
+func liveHeap() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// rss returns the process's resident set in bytes (0 where /proc is absent).
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, res int64
+	_, _ = fmt.Sscan(string(b), &size, &res)
+	return res * int64(os.Getpagesize())
+}
