@@ -66,9 +66,6 @@ func (s *State) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// answers: the states whose peers may answer a request.
-func (s State) answers() bool { return ring.State(s).Answers() }
-
 // PeerStatus is one peer as Stats reports it.
 type PeerStatus struct {
 	Peer
