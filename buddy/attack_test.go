@@ -78,8 +78,10 @@ func TestAttackReplayedLeaveAfterRestart(t *testing.T) {
 		}
 	}
 	st := c.mustStats("n2")
-	if got := st.Node.Rejected[RejectAuth] - before; got != uint64(len(leaves)) {
-		t.Fatalf("Rejected[auth] moved by %d, want %d", got, len(leaves))
+	// At least the replays: n3's messages sealed for n2's last boot, sent
+	// before n3 learns the new one, are refused the same way.
+	if got := st.Node.Rejected[RejectAuth] - before; got < uint64(len(leaves)) {
+		t.Fatalf("Rejected[auth] moved by %d, want at least %d", got, len(leaves))
 	}
 	for _, p := range st.Node.Peers {
 		if p.ID == "n1" && p.State == Left {

@@ -500,6 +500,9 @@ func (n *Node) applyChange(id string, c change) {
 	if c.From != c.To {
 		n.log.Info("buddy: peer state", "peer", id, "from", State(c.From), "to", State(c.To))
 	}
+	// The ring first: once the counter shows a mismatch, the peer is no
+	// buddy any more.
+	n.reconfigure(c.Restarted, id)
 	switch c.Mismatch {
 	case "":
 	case "ok":
@@ -508,7 +511,6 @@ func (n *Node) applyChange(id string, c change) {
 		n.stats.mismatches.Add(1)
 		n.log.Error("buddy: peer is misconfigured and is not used as a buddy", "peer", id, "mismatch", c.Mismatch)
 	}
-	n.reconfigure(c.Restarted, id)
 }
 
 // reconfigure recomputes this node's buddy after a membership change. A new
