@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -186,13 +187,20 @@ type childBackup struct {
 	Accessed time.Time
 }
 
+// freeAddr picks a free port below the kernel's ephemeral range (32768
+// and up on Linux): a port the test frees between a node's runs, or before
+// its first start, is then not taken meanwhile by another process's
+// outgoing connection or its own 127.0.0.1:0 listener.
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 // proc is a node running in a child process. Its stderr (its log) is
