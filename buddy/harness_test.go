@@ -139,11 +139,20 @@ func waitRing(t testing.TB, ms []*member) {
 	// Generous: under -race on two busy cores a live node can miss
 	// DeadAfter (250 ms with fastTimers) and flap for a while.
 	deadline := time.Now().Add(30 * time.Second)
+	live := 0
+	for _, m := range ms {
+		if !m.dead() {
+			live++
+		}
+	}
 	for {
 		ok := true
 		for _, m := range ms {
 			if m.dead() {
 				continue
+			}
+			if live > 1 && m.node.sender.buddy().ID == "" {
+				ok = false // it sees its peers, and has not chosen its buddy yet
 			}
 			for _, o := range ms {
 				if o != m && !o.dead() && !m.node.alive(o.node.ID()) {

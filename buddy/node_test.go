@@ -110,7 +110,9 @@ func TestGapTriggersFullCopy(t *testing.T) {
 func TestAsyncQueueIsBounded(t *testing.T) {
 	ms, fn := faultyCluster(t, 2, func(c *Config) {
 		c.Mode, c.QueueSize, c.MaxBatchRecords = Async, 10, 4
-		c.ReplicationTimeout, c.DeadAfter, c.SuspectAfter = 200*time.Millisecond, time.Minute, time.Minute
+		// Long enough for the 30 commits below on a busy machine: a batch
+		// that times out takes its buddy down, and nothing queues then.
+		c.ReplicationTimeout, c.DeadAfter, c.SuspectAfter = 3*time.Second, time.Minute, time.Minute
 	})
 	a := ms[0]
 	fn.Set("n1", "n2", faultnet.Stall)

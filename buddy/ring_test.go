@@ -56,7 +56,7 @@ func TestDiscoveryFeedsThePeerList(t *testing.T) {
 		t.Fatal("n1 accepted an undiscovered peer")
 	}
 	d1.set([]Peer{p1, p2})
-	waitFor(t, "n1 discovers n2", func() bool { return a.node.alive("n2") && b.node.alive("n1") })
+	waitFor(t, "n1 discovers n2", func() bool { return a.node.alive("n2") && b.node.alive("n1") && a.node.sender.buddy().ID == "n2" })
 	u := &browser{t: t}
 	u.do(a, "/set?k=v")
 	sameCopy(t, a, b, u.id)
