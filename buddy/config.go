@@ -113,7 +113,9 @@ type Config struct {
 	// Async mode ignores it.
 	SyncLinger time.Duration
 	// ReplicationTimeout bounds how long a synchronous commit waits for its
-	// buddy, and each replication request. Default 2 seconds.
+	// buddy, and each replication request. A buddy that does not answer in
+	// time leaves the ring and the commit waits as long again for the next
+	// node, so a commit waits at most twice this. Default 2 seconds.
 	ReplicationTimeout time.Duration
 	// Compression selects the codec for batches. Default: DefaultCodec,
 	// "s2"; DefaultWANConfig picks "zstd-fastest". A node decodes every

@@ -47,14 +47,19 @@ type batch struct {
 	timer      *time.Timer
 }
 
-// expiry returns a channel closed d after the first call. A timer that
-// fires much later than due means this process was paused meanwhile (a
-// SIGSTOP, a VM freeze): the buddy had no chance to answer, so the wait is
-// granted d once more.
+// expiry returns a channel closed 2d after the first call: d for the
+// buddy, and d more for the next node when the buddy does not answer (the
+// batch's stream times out after d, the buddy leaves the ring and the batch
+// goes to the next node; waiting d only, its commits would degrade just
+// as their second copy was being made). A batch that cannot be sent to
+// any other node fails at once instead, so this bounds only the wait of
+// one that is still being delivered. A timer that fires much later than
+// due means this process was paused meanwhile (a SIGSTOP, a VM freeze): the
+// buddy had no chance to answer, so the wait is granted d once more.
 func (b *batch) expiry(d time.Duration) <-chan struct{} {
 	b.expiryOnce.Do(func() {
 		b.expired = make(chan struct{})
-		due := time.Now().Add(d)
+		due := time.Now().Add(2 * d)
 		fire := func() {
 			if late := time.Since(due); late > pauseSlack {
 				due = time.Now().Add(d)
@@ -63,7 +68,7 @@ func (b *batch) expiry(d time.Duration) <-chan struct{} {
 			}
 			close(b.expired)
 		}
-		b.timer = time.AfterFunc(d, fire)
+		b.timer = time.AfterFunc(2*d, fire)
 	})
 	return b.expired
 }
@@ -735,7 +740,7 @@ func (a *ack) wait(ctx context.Context) error {
 	case <-a.b.done:
 		return a.b.err
 	case <-a.b.expiry(a.n.cfg.ReplicationTimeout):
-		return fmt.Errorf("buddy: no acknowledgement within %v", a.n.cfg.ReplicationTimeout)
+		return fmt.Errorf("buddy: no acknowledgement within %v", 2*a.n.cfg.ReplicationTimeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
