@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/compress"
+	"github.com/tandemsession/tandem/internal/memstat"
 )
 
 // pcluster is a cluster of nodes running as child processes on loopback
@@ -167,21 +166,11 @@ func contains(s []string, v string) bool {
 // rss is a process's resident set in bytes, from /proc.
 func rss(t *testing.T, p *proc) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
+	v := memstat.RSS(p.cmd.Process.Pid)
+	if v == 0 {
+		t.Skip("no /proc")
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return v
 }
 
 // visitor is a browser of the process cluster: it keeps the session cookie

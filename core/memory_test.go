@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tandemsession/tandem/internal/memstat"
 )
 
 // TestMemoryPerSession measures what the owner's store costs per session
@@ -31,7 +33,7 @@ func TestMemoryPerSession(t *testing.T) {
 	for i := range ids {
 		payload += len(ids[i]) + len(key) + len(vals[i])
 	}
-	heap0, rss0 := liveHeap(), rss()
+	heap0, rss0 := memstat.LiveHeap(), memstat.RSS(0)
 	now := time.Now()
 	for i := range ids {
 		c := &Change{ID: ids[i], Version: 1, Epoch: 1, Full: true, Set: []Attr{{Key: key, Value: vals[i]}}, Created: now, Accessed: now}
@@ -39,7 +41,7 @@ func TestMemoryPerSession(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	heap1, rss1 := liveHeap(), rss()
+	heap1, rss1 := memstat.LiveHeap(), memstat.RSS(0)
 	t.Logf("owner, %d sessions of one attribute (%d B of ID, key and value each, held before and not counted): "+
 		"heap %.0f B/session, RSS %.0f B/session beyond them", n, payload/n,
 		float64(heap1-heap0)/float64(n), float64(rss1-rss0)/float64(n))
@@ -48,24 +50,4 @@ func TestMemoryPerSession(t *testing.T) {
 	if m.Len() != n {
 		t.Fatalf("%d sessions held, want %d", m.Len(), n)
 	}
-}
-
-// liveHeap returns the heap in use after a full collection.
-func liveHeap() int64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
-}
-
-// rss returns the process's resident set in bytes (0 where /proc is absent).
-func rss() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	var size, res int64
-	_, _ = fmt.Sscan(string(b), &size, &res)
-	return res * int64(os.Getpagesize())
 }
