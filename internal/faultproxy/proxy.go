@@ -212,26 +212,49 @@ func (p *Proxy) state() (Mode, time.Duration, <-chan struct{}, bool) {
 }
 
 // link is one proxied connection: the client's side and the target's.
+// mu guards upstream and closed: the dialer sets upstream while Close may
+// be resetting the link.
 type link struct {
-	client, upstream net.Conn
-	once             sync.Once
-	done             chan struct{}
+	client   net.Conn
+	done     chan struct{}
+	mu       sync.Mutex
+	upstream net.Conn
+	closed   bool
 }
 
 // reset closes both sides at once, with an RST where possible.
 func (l *link) reset() {
-	l.once.Do(func() {
-		close(l.done)
-		for _, c := range []net.Conn{l.client, l.upstream} {
-			if c == nil {
-				continue
-			}
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
-			}
-			_ = c.Close()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.done)
+	conns := []net.Conn{l.client, l.upstream}
+	l.mu.Unlock()
+	for _, c := range conns {
+		if c == nil {
+			continue
 		}
-	})
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.Close()
+	}
+}
+
+// attach records the target's side; false (and up closed) when the link
+// was reset while dialing.
+func (l *link) attach(up net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		_ = up.Close()
+		return false
+	}
+	l.upstream = up
+	return true
 }
 
 // handle dials the target for client and starts the two copiers.
@@ -262,16 +285,12 @@ func (p *Proxy) handle(client net.Conn) {
 			// the nearest a proxy gets to a refusal.
 			return
 		}
+		if !l.attach(up) {
+			return
+		}
 		p.mu.Lock()
-		l.upstream = up
 		gone := p.closed
 		p.mu.Unlock()
-		select {
-		case <-l.done:
-			_ = up.Close()
-			return
-		default:
-		}
 		if gone {
 			return
 		}
