@@ -185,6 +185,37 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 	return ignored, wire.Fence{}
 }
 
+// move applies a KindMove record from owner: the owner, holding session id
+// under epoch, hands it to node to. The copy (or nothing) becomes a fence
+// for to under epoch+1, so that no other asker is handed this copy and the
+// owner's older records are refused. When this node handed the copy out
+// already, or knows a newer epoch, or the session ended, the move is
+// fenced: the returned wire.Fence names the holder ("" when it ended).
+// Applied twice, the second is a no-op. now stamps a fence made from
+// nothing.
+func (b *backups) move(owner, id string, epoch uint64, to string, now int64) (outcome, wire.Fence) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cur := sh.m[id]
+	fence := &backup{owner: owner, epoch: epoch + 1, created: now, accessed: now, movedTo: to}
+	switch {
+	case cur == nil:
+	case cur.ended && cur.epoch >= epoch:
+		return fenced, wire.Fence{ID: id, Epoch: cur.epoch}
+	case cur.fence() && cur.movedTo == to && cur.epoch == epoch+1:
+		return ignored, wire.Fence{} // this move, again
+	case cur.epoch > epoch, cur.epoch == epoch && !cur.fence() && cur.owner != owner:
+		// Handed out already (a fence under epoch+1 or later), or a newer
+		// owner's copy: the sender lost the session first.
+		return fenced, wire.Fence{ID: id, Holder: cur.holder(), Epoch: cur.epoch}
+	default:
+		fence.version, fence.created, fence.accessed = cur.version, cur.created, max(cur.accessed, now)
+	}
+	b.set(sh, id, fence)
+	return applied, wire.Fence{}
+}
+
 // endedFence returns the fence that replaces a copy whose session ended
 // under epoch; it expires when the copy would have.
 func (bk *backup) endedFence(epoch uint64) *backup {

@@ -85,6 +85,14 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 	defer cancel()
 	s := &search{n: n, id: id, route: route, local: local,
 		tried: map[string]bool{}, silent: map[string]bool{}, pending: map[string]bool{}, named: map[string]bool{}, redirecting: map[string]bool{}}
+	if mv := n.moving.find(id, ""); mv != nil {
+		// This node is handing the session over: where it goes is known
+		// once the buddy answered.
+		select {
+		case <-mv.done:
+		case <-ctx.Done():
+		}
+	}
 	movedTo, movedEpoch, moved := n.moves.get(id)
 	if moved && movedTo == "" {
 		return nil, nil // it ended here
@@ -322,11 +330,7 @@ func (n *Node) takeLocal(id string) wire.FetchReply {
 	case n.ownerLives(e):
 		return wire.FetchReply{Status: wire.FetchRedirect, Redirect: e.holder}
 	}
-	if c, ok := n.backups.handOut(id, e.holder, n.cfg.ID); ok {
-		n.stats.failovers.Add(1)
-		return wire.FetchReply{Status: wire.FetchFound, Copy: c, Backup: true}
-	}
-	return wire.FetchReply{Status: wire.FetchNone}
+	return n.handOutCopy(id, e.holder, n.cfg.ID)
 }
 
 // ask asks peer pid for the session, as n.ask does, but an answer that

@@ -61,5 +61,6 @@ func wtSampleRecords() []wire.Record {
 		{Kind: wire.KindTouch, Change: &core.Change{ID: "s1", Accessed: at}},
 		{Kind: wire.KindFull, Change: &core.Change{ID: "s2", PrevID: "s0", Version: 4, Full: true, Created: at, Accessed: at}},
 		{Kind: wire.KindRemove, Change: &core.Change{ID: "s2", Base: 4, Version: 5, Removed: true}},
+		{Kind: wire.KindMove, Change: &core.Change{ID: "s1", Epoch: 1}, To: "n3"},
 	}
 }

@@ -70,6 +70,7 @@ type Node struct {
 	misses      missCache
 	handoff     stripes // serializes a session's hand-outs with its promotion
 	moves       moveCache
+	moving      moving                 // handovers waiting for the buddy's word
 	drainedTo   atomic.Pointer[string] // the buddy that took every session over at the drain
 	probesOff   chan struct{}          // closed by Shutdown before it announces the leave
 	release     chan struct{}          // signals releaseLoop
@@ -496,7 +497,7 @@ func (n *Node) Stats() Stats {
 		BytesReceived: c.bytesReceived.Load(), BackupsExpired: c.backupsExpired.Load(),
 		Unauthenticated: n.unauth.used.Load() + n.calls.used.Load(),
 		Rejected:        make(map[string]uint64), Fetches: make(map[string]uint64),
-		Failovers: c.failovers.Load(), OwnershipMoves: c.ownershipMoves.Load(), Promoted: c.promoted.Load(),
+		Failovers: c.failovers.Load(), OwnershipMoves: c.ownershipMoves.Load(), MovesRefused: c.movesRefused.Load(), Promoted: c.promoted.Load(),
 		HandedOut: c.handedOut.Load(), FetchPending: c.fetchPending.Load(), FencedLocal: c.fencedLocal.Load(),
 		Pauses: c.pauses.Load(), ConfigMismatches: c.mismatches.Load(),
 		MembershipMessages: c.memberMsgs.Load(), MembershipBytes: c.memberBytes.Load(),

@@ -2,6 +2,7 @@ package buddy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"net/http"
@@ -92,7 +93,6 @@ func (n *Node) onFetch(from string, payload []byte) ([]byte, error) {
 }
 
 func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply {
-	redirect := func(to string) wire.FetchReply { return wire.FetchReply{Status: wire.FetchRedirect, Redirect: to} }
 	m := n.mgr.Load()
 	if n.handingOver.Load() && m != nil {
 		// Draining, and the buddy holds every session: it takes over those
@@ -103,30 +103,44 @@ func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply 
 			}
 		}
 	}
+	rep, mv := n.handOverLocked(m, from, fromInc, id)
+	if mv != nil {
+		return n.awaitMove(mv, from)
+	}
+	return rep
+}
+
+func redirect(to string) wire.FetchReply {
+	return wire.FetchReply{Status: wire.FetchRedirect, Redirect: to}
+}
+
+// handOverLocked is handOver under the session's stripe. A session this
+// node owns is given up and its move started: the move is returned, for
+// the caller to wait on without the stripe.
+func (n *Node) handOverLocked(m *core.Manager, from string, fromInc uint64, id string) (wire.FetchReply, *move) {
 	unlock := n.handoff.lock(id)
 	defer unlock()
 	if m != nil {
+		if mv := n.moving.find(id, m.Successor(id)); mv != nil {
+			if _, owned := m.Owned(mv.id); !owned || !isClosed(mv.done) {
+				return wire.FetchReply{}, mv
+			}
+			n.moving.remove(mv) // it came back here since
+		}
 		ctx, cancel := context.WithTimeout(n.ctx, n.handoverWait())
 		c, held := m.Surrender(ctx, id)
 		cancel()
 		if c != nil {
-			n.stats.ownershipMoves.Add(1)
-			// c.ID is not id when id was regenerated within the grace
-			// window: the asker gets the new session.
-			n.moves.add(c.ID, from, c.Epoch, c, time.Now())
-			// The buddy's copy is the new owner's to replace now: a removal
-			// without an epoch drops it without marking the session ended.
-			n.sender.enqueue(wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: c.ID, Removed: true}})
-			return wire.FetchReply{Status: wire.FetchFound, Copy: c}
+			return n.startMove(m, c, from)
 		}
 		if held {
-			return wire.FetchReply{Status: wire.FetchPending}
+			return wire.FetchReply{Status: wire.FetchPending}, nil
 		}
 		if next := m.Successor(id); next != "" {
 			// Regenerated here within the grace window, and the new
 			// session moved on: the node it went to answers for the old ID.
 			if to, _, moved := n.moves.get(next); moved && to != "" && to != from {
-				return redirect(to)
+				return redirect(to), nil
 			}
 		}
 	}
@@ -138,44 +152,232 @@ func (n *Node) handOver(from string, fromInc uint64, id string) wire.FetchReply 
 		if to, _, moved := n.moves.get(id); moved {
 			switch {
 			case to == "":
-				return wire.FetchReply{Status: wire.FetchEnded}
+				return wire.FetchReply{Status: wire.FetchEnded}, nil
 			case to == from:
 				if c, ok := n.moves.given(id, from); ok {
 					// The node this one gave the session to asks again:
 					// the answer did not reach it. It gets the copy once
 					// more (it refuses it if it knows a newer epoch).
-					return wire.FetchReply{Status: wire.FetchFound, Copy: c}
+					return wire.FetchReply{Status: wire.FetchFound, Copy: c}, nil
 				}
 			case n.view.answers(to):
-				return redirect(to)
+				return redirect(to), nil
 			}
 		}
 		if to := n.drainedTo.Load(); to != nil && *to != from {
 			// Drained: the buddy took every session over.
-			return redirect(*to)
+			return redirect(*to), nil
 		}
-		return wire.FetchReply{Status: wire.FetchNone}
+		return wire.FetchReply{Status: wire.FetchNone}, nil
 	case e.ended:
-		return wire.FetchReply{Status: wire.FetchEnded}
+		return wire.FetchReply{Status: wire.FetchEnded}, nil
 	case e.fence:
 		if e.holder != from && n.view.answers(e.holder) {
-			return redirect(e.holder)
+			return redirect(e.holder), nil
 		}
-		return wire.FetchReply{Status: wire.FetchNone}
+		return wire.FetchReply{Status: wire.FetchNone}, nil
 	case e.holder == from && e.inc != 0 && e.inc == fromInc:
 		// The copy's owner, in the run that sent it, does not hold the
 		// session any more: it ended or moved there, and this copy is
 		// stale. (A restarted owner is handed its copy back.)
-		return wire.FetchReply{Status: wire.FetchNone}
+		return wire.FetchReply{Status: wire.FetchNone}, nil
 	case e.holder != from && n.ownerLives(e):
 		// The owner lives: it has the newest copy.
-		return redirect(e.holder)
+		return redirect(e.holder), nil
 	}
-	if c, ok := n.backups.handOut(id, e.holder, from); ok {
+	return n.handOutCopy(id, e.holder, from), nil
+}
+
+// handOutCopy hands the backup copy of id from owner to node to, the
+// owner being gone. A copy that became a fence meanwhile (its owner
+// handed the session to another node: a move record came) sends to
+// there.
+func (n *Node) handOutCopy(id, owner, to string) wire.FetchReply {
+	if c, ok := n.backups.handOut(id, owner, to); ok {
 		n.stats.failovers.Add(1)
 		return wire.FetchReply{Status: wire.FetchFound, Copy: c, Backup: true}
 	}
+	if e, ok := n.backups.lookup(id); ok && e.fence && !e.ended && e.holder != to {
+		return redirect(e.holder)
+	}
 	return wire.FetchReply{Status: wire.FetchNone}
+}
+
+// A move is a handover waiting for the buddy's word. The owner gave the
+// session up (core's Surrender) but hands the copy to the asker only once
+// its buddy has turned its own copy into a fence for the asker (a
+// KindMove record, acknowledged). The buddy is the one other node that
+// could hand the session out, to a node that believes the owner dead; it
+// does one or the other, never both, and a move that comes second is
+// fenced and names the node that took the copy. Without that word, an
+// owner slow to answer pings could give the session to one node while its
+// buddy gave the copy to another: two owners under one epoch.
+type move struct {
+	id   string // the session moving (the new ID, when asked by an old one)
+	to   string // the node it moves to
+	copy *core.Change
+	at   time.Time
+	done chan struct{} // closed once the buddy answered (or did not)
+	// reply is what the asker gets; written before done is closed.
+	reply wire.FetchReply
+}
+
+// moves in progress, and those resolved whose asker has not had the
+// answer yet (it gave up waiting; it asks again), per session ID.
+type moving struct {
+	mu sync.Mutex
+	m  map[string]*move
+}
+
+// find returns the move of session id, or of its successor next.
+func (mv *moving) find(id, next string) *move {
+	mv.mu.Lock()
+	defer mv.mu.Unlock()
+	if m, ok := mv.m[id]; ok {
+		return m
+	}
+	if next != "" {
+		return mv.m[next]
+	}
+	return nil
+}
+
+func (mv *moving) put(m *move) {
+	mv.mu.Lock()
+	defer mv.mu.Unlock()
+	if mv.m == nil {
+		mv.m = make(map[string]*move)
+	}
+	for id, old := range mv.m {
+		// Resolved, and its asker never came back for the answer: the move
+		// cache keeps the copy (for a while) and where it went.
+		if isClosed(old.done) && time.Since(old.at) > moveCopyTTL {
+			delete(mv.m, id)
+		}
+	}
+	mv.m[m.id] = m
+}
+
+func (mv *moving) remove(m *move) {
+	mv.mu.Lock()
+	if mv.m[m.id] == m {
+		delete(mv.m, m.id)
+	}
+	mv.mu.Unlock()
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// startMove tells the buddy that session c, given up here, moves to node
+// to. With no buddy (no other node answers) no other node holds a copy to
+// hand out, and the move is final at once.
+func (n *Node) startMove(m *core.Manager, c *core.Change, to string) (wire.FetchReply, *move) {
+	b, q := n.sender.enqueue(wire.Record{Kind: wire.KindMove, Change: &core.Change{ID: c.ID, Epoch: c.Epoch}, To: to})
+	switch q {
+	case noBuddy:
+		return n.moved(c, to), nil
+	case queueFull:
+		// The buddy cannot be told now: the session stays here, and the
+		// asker asks again.
+		n.takeBack(m, c)
+		return wire.FetchReply{Status: wire.FetchPending}, nil
+	}
+	mv := &move{id: c.ID, to: to, copy: c, at: time.Now(), done: make(chan struct{})}
+	n.moving.put(mv)
+	if !n.spawn(func() { n.resolveMove(m, mv, b) }) {
+		n.moving.remove(mv)
+		return wire.FetchReply{Status: wire.FetchNone}, nil // closing: it holds nothing any more
+	}
+	return wire.FetchReply{}, mv
+}
+
+// moved records that session c went to node to, and returns the answer
+// that gives it.
+func (n *Node) moved(c *core.Change, to string) wire.FetchReply {
+	n.stats.ownershipMoves.Add(1)
+	// c.ID is not the ID asked for when that was regenerated within the
+	// grace window: the asker gets the new session.
+	n.moves.add(c.ID, to, c.Epoch, c, time.Now())
+	return wire.FetchReply{Status: wire.FetchFound, Copy: c}
+}
+
+// takeBack owns session c again after a move that did not happen.
+func (n *Node) takeBack(m *core.Manager, c *core.Change) {
+	if err := m.Install(c); err != nil {
+		n.log.Error("buddy: session given up for a handover not taken back", "id", c.ID, "err", err)
+		return
+	}
+	n.sender.addResync([]string{c.ID})
+}
+
+// resolveMove waits for the buddy's answer to move mv and settles it: the
+// buddy's fence is in place (the asker gets the session), or the buddy
+// had handed its copy out already (the asker is sent to the node that has
+// it), or the record reached no buddy (this node owns the session again;
+// the asker asks again).
+func (n *Node) resolveMove(m *core.Manager, mv *move, b *batch) {
+	select {
+	case <-b.done:
+	case <-n.stop:
+		<-b.done // the sender fails every batch as it stops
+	}
+	c := mv.copy
+	switch {
+	case b.fenced[c.ID]:
+		// lost() recorded where the buddy says the session is.
+		n.stats.movesRefused.Add(1)
+		if to, _, ok := n.moves.get(c.ID); ok && to != "" {
+			mv.reply = redirect(to)
+		} else {
+			n.moves.add(c.ID, "", c.Epoch, nil, time.Now())
+			mv.reply = wire.FetchReply{Status: wire.FetchEnded}
+		}
+		n.log.Info("buddy: handover refused by the buddy: the session moved already", "id", c.ID, "to", mv.to, "status", mv.reply.Status, "redirect", mv.reply.Redirect)
+	case b.err == nil || errors.Is(b.err, errAlone):
+		// Acknowledged, or no other node answered when it was sent: none
+		// holds a copy to hand out.
+		mv.reply = n.moved(c, mv.to)
+	case n.ctx.Err() != nil:
+		mv.reply = wire.FetchReply{Status: wire.FetchNone}
+	default:
+		n.takeBack(m, c)
+		mv.reply = wire.FetchReply{Status: wire.FetchPending}
+	}
+	close(mv.done)
+	if mv.reply.Status != wire.FetchFound {
+		n.moving.remove(mv) // nothing to keep for the asker
+	}
+}
+
+// awaitMove answers asker from about move mv: once the buddy answered, the
+// move's asker gets its answer (and the move is forgotten), another asker
+// is sent where the session went; meanwhile, after handoverWait, askers
+// are told to ask again.
+func (n *Node) awaitMove(mv *move, from string) wire.FetchReply {
+	t := time.NewTimer(n.handoverWait())
+	defer t.Stop()
+	select {
+	case <-mv.done:
+	case <-t.C:
+		return wire.FetchReply{Status: wire.FetchPending}
+	case <-n.stop:
+		return wire.FetchReply{Status: wire.FetchPending}
+	}
+	if mv.to == from {
+		n.moving.remove(mv)
+		return mv.reply
+	}
+	if mv.reply.Status == wire.FetchFound {
+		return redirect(mv.to)
+	}
+	return mv.reply
 }
 
 // ownerLives reports whether the owner of a backup copy still holds the
@@ -220,11 +422,21 @@ func (n *Node) applyBatch(from string, recs []wire.Record) wire.BatchReply {
 				// The sender owns it under a newer epoch: this node missed
 				// the move (it was paused or cut off).
 				if m.Fence(r.Change.ID, r.Change.Epoch) {
-					n.moves.add(r.Change.ID, from, r.Change.Epoch, nil, time.Now())
+					to := from
+					if r.Kind == wire.KindMove {
+						to = r.To
+					}
+					n.moves.add(r.Change.ID, to, r.Change.Epoch, nil, time.Now())
 				}
 			}
 		}
-		out, f := n.backups.apply(from, inc, r)
+		var out outcome
+		var f wire.Fence
+		if r.Kind == wire.KindMove {
+			out, f = n.backups.move(from, r.Change.ID, r.Change.Epoch, r.To, now.UnixNano())
+		} else {
+			out, f = n.backups.apply(from, inc, r)
+		}
 		switch out {
 		case applied:
 			n.stats.recordsApplied.Add(1)

@@ -436,3 +436,128 @@ func TestLateHandoverAnswerIsTaken(t *testing.T) {
 		t.Fatalf("through n3: %v", got)
 	}
 }
+
+// The owner's buddy is the one other node that can hand a session out.
+// Here it did (it took the owner for dead, as a starved machine's pings
+// time out), to n3; then n4 asks the owner, which lives. The owner's move
+// is refused by its buddy, and n4 is sent to n3: one owner, not two under
+// one epoch (the property test's fork).
+func TestHandoverAfterBuddyHandedOutGoesToTaker(t *testing.T) {
+	ms := cluster(t, 4, fastTimers)
+	user := browser{t: t}
+	if rec := user.do(ms[0], "/set?k=v"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	id := user.id
+	if b := ms[0].node.sender.buddy(); b.ID != "n2" {
+		t.Fatalf("n1's buddy is %s", b.ID)
+	}
+	rep := ms[1].node.handOutCopy(id, "n1", "n3")
+	if rep.Status != wire.FetchFound {
+		t.Fatalf("n2 did not hand its copy out: %v", rep.Status)
+	}
+	rep.Copy.Epoch++
+	if err := ms[2].mgr.Install(rep.Copy); err != nil {
+		t.Fatal(err)
+	}
+	got := ms[0].node.handOver("n4", ms[3].node.incarnation, id)
+	if got.Status != wire.FetchRedirect || got.Redirect != "n3" {
+		t.Fatalf("n1 answered %v (redirect %q), want a redirect to n3", got.Status, got.Redirect)
+	}
+	if _, owned := ms[0].mgr.Owned(id); owned {
+		t.Fatal("n1 still owns the session its buddy handed out")
+	}
+	if n := ms[0].node.Stats().MovesRefused; n != 1 {
+		t.Fatalf("MovesRefused = %d, want 1", n)
+	}
+	if got := readAll(t, ms[3], user.cookie); got["k"] != "v" {
+		t.Fatalf("through n4: %v", got)
+	}
+	owners := 0
+	for _, m := range ms {
+		if _, ok := m.mgr.Owned(id); ok {
+			owners++
+		}
+	}
+	if owners != 1 {
+		t.Fatalf("%d owners", owners)
+	}
+}
+
+// The other order: the owner hands the session to n3 first. Its buddy's
+// copy becomes a fence for n3 before n3 gets the session, so the buddy,
+// asked next by a node that believes the owner dead, or taking the copy
+// for itself, sends the asker to n3 and hands nothing out.
+func TestHandoverFencesTheBuddysCopy(t *testing.T) {
+	ms := cluster(t, 4, fastTimers)
+	user := browser{t: t}
+	if rec := user.do(ms[0], "/set?k=v"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	id := user.id
+	if rep := ms[0].node.handOver("n3", ms[2].node.incarnation, id); rep.Status != wire.FetchFound {
+		t.Fatalf("n1 answered %v", rep.Status)
+	}
+	e, ok := ms[1].node.backups.lookup(id)
+	if !ok || !e.fence || e.holder != "n3" {
+		t.Fatalf("n2 holds %+v (%v), want a fence for n3", e, ok)
+	}
+	if rep := ms[1].node.handOutCopy(id, "n1", "n4"); rep.Status != wire.FetchRedirect || rep.Redirect != "n3" {
+		t.Fatalf("n2 handing its copy to n4: %v %q, want a redirect to n3", rep.Status, rep.Redirect)
+	}
+	if rep := ms[1].node.takeLocal(id); rep.Status != wire.FetchRedirect || rep.Redirect != "n3" {
+		t.Fatalf("n2 taking its copy: %v %q, want a redirect to n3", rep.Status, rep.Redirect)
+	}
+	// n1's stale records are refused by the fence.
+	if out, _ := ms[1].node.backups.apply("n1", ms[0].node.incarnation, wire.Record{Kind: wire.KindDelta, Change: &core.Change{ID: id, Base: 1, Version: 2, Epoch: 1}}); out != fenced {
+		t.Fatalf("n1's stale delta: outcome %d, want fenced", out)
+	}
+}
+
+// backups.move in every state a copy can be in.
+func TestBackupsMove(t *testing.T) {
+	const now = int64(1_700_000_000_000_000_000)
+	full := func(owner string, epoch uint64) wire.Record {
+		return wire.Record{Kind: wire.KindFull, Change: &core.Change{ID: "s", Version: 3, Epoch: epoch, Full: true, Created: time.Unix(0, now), Accessed: time.Unix(0, now)}}
+	}
+	tests := []struct {
+		name       string
+		setup      func(b *backups)
+		from       string
+		epoch      uint64
+		to         string
+		want       outcome
+		wantHolder string
+		fence      string // the fence's holder afterwards; "" to skip
+	}{
+		{"no copy: a fence from nothing", func(*backups) {}, "n1", 2, "n3", applied, "", "n3"},
+		{"the owner's copy", func(b *backups) { b.apply("n1", 1, full("n1", 2)) }, "n1", 2, "n3", applied, "", "n3"},
+		{"an older copy", func(b *backups) { b.apply("n1", 1, full("n1", 1)) }, "n1", 2, "n3", applied, "", "n3"},
+		{"handed out already", func(b *backups) { b.apply("n1", 1, full("n1", 2)); b.handOut("s", "n1", "n4") }, "n1", 2, "n3", fenced, "n4", "n4"},
+		{"the same move again", func(b *backups) { b.move("n1", "s", 2, "n3", now) }, "n1", 2, "n3", ignored, "", "n3"},
+		{"a newer owner's copy", func(b *backups) { b.apply("n4", 1, full("n4", 3)) }, "n1", 2, "n3", fenced, "n4", ""},
+		{"another owner, same epoch", func(b *backups) { b.apply("n4", 1, full("n4", 2)) }, "n1", 2, "n3", fenced, "n4", ""},
+		{"ended", func(b *backups) {
+			b.apply("n1", 1, full("n1", 2))
+			b.apply("n1", 1, wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: "s", Epoch: 2, Removed: true}})
+		}, "n1", 2, "n3", fenced, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBackups(0)
+			tt.setup(b)
+			got, f := b.move(tt.from, "s", tt.epoch, tt.to, now)
+			if got != tt.want || f.Holder != tt.wantHolder {
+				t.Fatalf("move = %d, holder %q; want %d, %q", got, f.Holder, tt.want, tt.wantHolder)
+			}
+			if tt.fence != "" {
+				if e, ok := b.lookup("s"); !ok || !e.fence || e.holder != tt.fence {
+					t.Fatalf("afterwards %+v (%v), want a fence for %s", e, ok, tt.fence)
+				}
+			}
+			if b.len() != 0 && got == applied {
+				t.Fatalf("%d copies left after the move", b.len())
+			}
+		})
+	}
+}

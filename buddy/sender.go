@@ -198,7 +198,7 @@ func (s *sender) enqueue(r wire.Record) (*batch, queued) {
 		return nil, noBuddy
 	}
 	if s.size >= cfg.QueueSize {
-		if r.Kind != wire.KindTouch {
+		if r.Kind != wire.KindTouch && r.Kind != wire.KindMove {
 			s.resync[r.Change.ID] = struct{}{}
 		}
 		s.mu.Unlock()
@@ -592,7 +592,9 @@ func (s *sender) syncLinger(stop <-chan struct{}) {
 func (s *sender) markResync(b *batch) {
 	s.mu.Lock()
 	for _, r := range b.recs {
-		if r.Kind != wire.KindTouch && !b.fenced[r.Change.ID] {
+		// A move's session is not this node's to resend: the move's
+		// resolver takes it back if the move failed.
+		if r.Kind != wire.KindTouch && r.Kind != wire.KindMove && !b.fenced[r.Change.ID] {
 			s.resync[r.Change.ID] = struct{}{}
 		}
 	}

@@ -51,8 +51,12 @@ type Stats struct {
 	HandedOut      uint64            // fetches of peers answered with a session
 	FetchPending   uint64            // fetches of peers answered "ask again" (session busy here)
 	OwnershipMoves uint64            // owned sessions this node gave up to another
-	FencedLocal    uint64            // owned sessions dropped because another node owns them under a newer epoch
-	Pauses         uint64            // times this process was found paused for longer than DeadAfter
+	// MovesRefused counts handovers that this node's buddy refused: it had
+	// handed its copy of the session out already (it took this node for
+	// dead), so the asker was sent to the node that took it.
+	MovesRefused uint64
+	FencedLocal  uint64 // owned sessions dropped because another node owns them under a newer epoch
+	Pauses       uint64 // times this process was found paused for longer than DeadAfter
 	// MembershipMessages counts the failure detector's requests this node
 	// sent (pings, indirect probes, dead rumours); MembershipBytes their
 	// sealed bytes, requests and replies. Config.Membership's own traffic
@@ -141,6 +145,7 @@ type counters struct {
 	batchSizes, latency                                         hist
 	rejected                                                    [12]atomic.Uint64
 	failovers, ownershipMoves, promoted, ringChanges            atomic.Uint64
+	movesRefused                                                atomic.Uint64
 	handedOut, fetchPending, fencedLocal, pauses, mismatches    atomic.Uint64
 	memberMsgs, memberBytes                                     atomic.Uint64
 	transferSessions, transferBytes, drains                     atomic.Uint64

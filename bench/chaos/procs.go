@@ -120,12 +120,12 @@ func reservePort() (string, *os.File, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("reserve a port: %w", err)
 	}
-	// SO_REUSEADDR as net.Listen sets it: a restart binds the port again
-	// while connections of the last process are in TIME_WAIT.
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		syscall.Close(fd)
-		return "", nil, fmt.Errorf("reserve a port: %w", err)
-	}
+	// Bound without SO_REUSEADDR, the port is this socket's alone: Linux
+	// lets two sockets bind one port only when both set it, and a socket
+	// bound with it (another reservation, a test's listener) would make
+	// this one's listen fail (CI's restart run once did). start sets it
+	// before it listens, as net.Listen does, so that a restart binds the
+	// port again while connections of the last process are in TIME_WAIT.
 	// Below the kernel's ephemeral range (32768 and up on Linux): after a
 	// kill, no outgoing connection of another process takes the port
 	// before the node's restart binds it again.
@@ -165,6 +165,9 @@ func (p *nodeProc) start(exe string) error {
 	}()
 	files, p.held = p.held, nil
 	for _, f := range files {
+		if err := syscall.SetsockoptInt(int(f.Fd()), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+			return fmt.Errorf("%s: reserved port: %w", p.id, err)
+		}
 		if err := syscall.Listen(int(f.Fd()), syscall.SOMAXCONN); err != nil {
 			return fmt.Errorf("%s: listen on a reserved port: %w", p.id, err)
 		}

@@ -79,6 +79,8 @@ func (k Kind) String() string {
 		return "remove"
 	case KindTouch:
 		return "touch"
+	case KindMove:
+		return "move"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -174,6 +176,10 @@ func AppendBatch(dst []byte, recs []Record) []byte {
 			dst = appendString(dst, c.ID)
 			dst = binary.AppendUvarint(dst, c.Epoch)
 			dst = binary.AppendVarint(dst, unixNano(c.Accessed))
+		case KindMove:
+			dst = appendString(dst, c.ID)
+			dst = binary.AppendUvarint(dst, c.Epoch)
+			dst = appendString(dst, r.To)
 		}
 	}
 	return dst
@@ -189,7 +195,7 @@ func batchSize(recs []Record) int {
 			n += 1 + 5*v + 1 + 2*v + 2*v
 			continue
 		}
-		n += 1 + 2*v + len(c.ID) + len(c.PrevID) + 5*v + 1 + 2*v
+		n += 1 + 3*v + len(c.ID) + len(c.PrevID) + len(r.To) + 5*v + 1 + 2*v
 		for _, a := range c.Set {
 			n += 2*v + len(a.Key) + len(a.Value)
 		}
@@ -233,8 +239,9 @@ func fromUnixNano(n int64) time.Time {
 //
 // The result shares no memory with b, which the caller may reuse. Delta
 // and Full records carry a *core.Change with Full set by kind; Remove
-// records one with ID, Base, Version and Removed; Touch records one with ID
-// and Accessed. Empty Set and Deleted decode as nil; an empty value as a
+// records one with ID, Base, Version, Epoch and Removed; Touch records one
+// with ID, Epoch and Accessed; Move records one with ID and Epoch, and the
+// new owner in Record.To. Empty Set and Deleted decode as nil; an empty value as a
 // non-nil empty slice. Times decode in the local zone and compare equal
 // (time.Time.Equal) to what was encoded; 0 stands for the zero time.
 func DecodeBatch(b []byte, lim Limits) ([]Record, error) {
@@ -296,6 +303,17 @@ func DecodeBatch(b []byte, lim Limits) ([]Record, error) {
 			var t int64
 			t, err = r.varint("accessed")
 			c.Accessed = fromUnixNano(t)
+		case KindMove:
+			if c.ID, err = r.id("session ID"); err != nil {
+				break
+			}
+			if c.Epoch, err = r.uvarint("epoch"); err != nil {
+				break
+			}
+			if err = r.bounded(c); err != nil {
+				break
+			}
+			recs[i].To, err = r.id("new owner")
 		default:
 			err = r.fail(ErrMalformed, "unknown kind %d", kind)
 		}

@@ -38,6 +38,7 @@ func wtSampleRecords() []Record {
 		{Kind: KindRemove, Change: &core.Change{ID: "sess-f", Base: 7, Version: 8, Epoch: 2, Removed: true}},
 		{Kind: KindTouch, Change: &core.Change{ID: "sess-g", Epoch: 1 << 40, Accessed: t2}},
 		{Kind: KindTouch, Change: &core.Change{ID: "sess-h"}},
+		{Kind: KindMove, Change: &core.Change{ID: "sess-j", Epoch: 7}, To: "n3"},
 		{Kind: KindDelta, Change: &core.Change{ID: "sess-i", Base: MaxVersion - 2, Version: MaxVersion - 1,
 			Created: time.Unix(0, -1), Accessed: time.Unix(0, 1<<62)}},
 	}
@@ -52,6 +53,8 @@ func wtEqualChange(k Kind, a, b *core.Change) error {
 		return fmt.Errorf("Epoch %d != %d", a.Epoch, b.Epoch)
 	}
 	switch k {
+	case KindMove:
+		return nil
 	case KindTouch:
 		if !a.Accessed.Equal(b.Accessed) {
 			return fmt.Errorf("Accessed %v != %v", a.Accessed, b.Accessed)
@@ -92,6 +95,9 @@ func wtEqualRecords(a, b []Record) error {
 	for i := range a {
 		if a[i].Kind != b[i].Kind {
 			return fmt.Errorf("record %d: kind %v != %v", i, a[i].Kind, b[i].Kind)
+		}
+		if a[i].To != b[i].To {
+			return fmt.Errorf("record %d: To %q != %q", i, a[i].To, b[i].To)
 		}
 		if err := wtEqualChange(a[i].Kind, a[i].Change, b[i].Change); err != nil {
 			return fmt.Errorf("record %d (%v): %w", i, a[i].Kind, err)
@@ -349,7 +355,11 @@ func TestBatchMalformed(t *testing.T) {
 		{"reserved flag", delta(2), ErrMalformed},
 		{"reserved high flag", delta(0x80), ErrMalformed},
 		{"kind 0", one(0, 1, 's', 0), ErrMalformed},
-		{"kind 5", one(5, 1, 's', 0), ErrMalformed},
+		{"kind 6", one(6, 1, 's', 0), ErrMalformed},
+		{"valid move", one(byte(KindMove), 1, 's', 3, 2, 'n', '2'), nil},
+		{"move without new owner", one(byte(KindMove), 1, 's', 3), ErrMalformed},
+		{"move to no one", one(byte(KindMove), 1, 's', 3, 0), ErrMalformed},
+		{"move epoch at MaxVersion", append(uv(one(byte(KindMove), 1, 's'), MaxVersion), 1, 'n'), ErrLimit},
 		{"kind 255", one(255, 1, 's', 0), ErrMalformed},
 		{"empty ID", one(byte(KindTouch), 0, 0, 0), ErrMalformed},
 		{"empty remove ID", one(byte(KindRemove), 0, 0, 0, 0, 0), ErrMalformed},
@@ -516,7 +526,7 @@ func TestReplyErrors(t *testing.T) {
 }
 
 func TestKindString(t *testing.T) {
-	for k, want := range map[Kind]string{KindDelta: "delta", KindFull: "full", KindRemove: "remove", KindTouch: "touch", 9: "kind(9)"} {
+	for k, want := range map[Kind]string{KindDelta: "delta", KindFull: "full", KindRemove: "remove", KindTouch: "touch", KindMove: "move", 9: "kind(9)"} {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", uint8(k), got, want)
 		}

@@ -25,14 +25,23 @@ const (
 	KindRemove Kind = 3
 	// KindTouch moves the backup copy's last access forward.
 	KindTouch Kind = 4
+	// KindMove tells the buddy that the owner hands the session, owned
+	// under Change.Epoch, to node To: the copy becomes a fence for To under
+	// the next epoch, unless the buddy handed it out already (then the
+	// record is fenced, naming the node that took it).
+	KindMove Kind = 5
 )
 
 // Record is one entry of a batch: a kind and the change it carries. For
-// KindTouch only Change.ID and Change.Accessed are meaningful; for
-// KindRemove only ID, Base and Version.
+// KindTouch only Change.ID, Epoch and Accessed are meaningful; for
+// KindRemove only ID, Base, Version and Epoch; for KindMove only ID and
+// Epoch, and To.
 type Record struct {
 	Kind   Kind
 	Change *core.Change
+	// To is the node a KindMove record hands the session to; empty for
+	// every other kind.
+	To string
 }
 
 // Limits bound what a decoder accepts.
