@@ -193,7 +193,12 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 // fenced: the returned wire.Fence names the holder ("" when it ended).
 // Applied twice, the second is a no-op. now stamps a fence made from
 // nothing.
-func (b *backups) move(owner, id string, epoch uint64, to string, now int64) (outcome, wire.Fence) {
+//
+// A move to this node itself (self) leaves the copy as it is: this node is
+// fetching the session, and hands nothing out meanwhile (core's single
+// flight answers askers "pending"); if the owner's answer is lost on the
+// way (the owner stops), the copy is still here to take.
+func (b *backups) move(owner, id string, epoch uint64, to, self string, now int64) (outcome, wire.Fence) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -209,8 +214,13 @@ func (b *backups) move(owner, id string, epoch uint64, to string, now int64) (ou
 		// Handed out already (a fence under epoch+1 or later), or a newer
 		// owner's copy: the sender lost the session first.
 		return fenced, wire.Fence{ID: id, Holder: cur.holder(), Epoch: cur.epoch}
+	case to == self && !cur.fence():
+		return applied, wire.Fence{}
 	default:
 		fence.version, fence.created, fence.accessed = cur.version, cur.created, max(cur.accessed, now)
+	}
+	if to == self {
+		return applied, wire.Fence{}
 	}
 	b.set(sh, id, fence)
 	return applied, wire.Fence{}

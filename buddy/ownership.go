@@ -433,7 +433,7 @@ func (n *Node) applyBatch(from string, recs []wire.Record) wire.BatchReply {
 		var out outcome
 		var f wire.Fence
 		if r.Kind == wire.KindMove {
-			out, f = n.backups.move(from, r.Change.ID, r.Change.Epoch, r.To, now.UnixNano())
+			out, f = n.backups.move(from, r.Change.ID, r.Change.Epoch, r.To, n.cfg.ID, now.UnixNano())
 		} else {
 			out, f = n.backups.apply(from, inc, r)
 		}

@@ -534,9 +534,11 @@ func TestBackupsMove(t *testing.T) {
 		{"the owner's copy", func(b *backups) { b.apply("n1", 1, full("n1", 2)) }, "n1", 2, "n3", applied, "", "n3"},
 		{"an older copy", func(b *backups) { b.apply("n1", 1, full("n1", 1)) }, "n1", 2, "n3", applied, "", "n3"},
 		{"handed out already", func(b *backups) { b.apply("n1", 1, full("n1", 2)); b.handOut("s", "n1", "n4") }, "n1", 2, "n3", fenced, "n4", "n4"},
-		{"the same move again", func(b *backups) { b.move("n1", "s", 2, "n3", now) }, "n1", 2, "n3", ignored, "", "n3"},
+		{"the same move again", func(b *backups) { b.move("n1", "s", 2, "n3", "n2", now) }, "n1", 2, "n3", ignored, "", "n3"},
 		{"a newer owner's copy", func(b *backups) { b.apply("n4", 1, full("n4", 3)) }, "n1", 2, "n3", fenced, "n4", ""},
 		{"another owner, same epoch", func(b *backups) { b.apply("n4", 1, full("n4", 2)) }, "n1", 2, "n3", fenced, "n4", ""},
+		{"to this node: the copy stays", func(b *backups) { b.apply("n1", 1, full("n1", 2)) }, "n1", 2, "n2", applied, "", ""},
+		{"to this node, handed out already", func(b *backups) { b.apply("n1", 1, full("n1", 2)); b.handOut("s", "n1", "n4") }, "n1", 2, "n2", fenced, "n4", "n4"},
 		{"ended", func(b *backups) {
 			b.apply("n1", 1, full("n1", 2))
 			b.apply("n1", 1, wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: "s", Epoch: 2, Removed: true}})
@@ -546,7 +548,7 @@ func TestBackupsMove(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBackups(0)
 			tt.setup(b)
-			got, f := b.move(tt.from, "s", tt.epoch, tt.to, now)
+			got, f := b.move(tt.from, "s", tt.epoch, tt.to, "n2", now)
 			if got != tt.want || f.Holder != tt.wantHolder {
 				t.Fatalf("move = %d, holder %q; want %d, %q", got, f.Holder, tt.want, tt.wantHolder)
 			}
@@ -555,9 +557,31 @@ func TestBackupsMove(t *testing.T) {
 					t.Fatalf("afterwards %+v (%v), want a fence for %s", e, ok, tt.fence)
 				}
 			}
-			if b.len() != 0 && got == applied {
+			if b.len() != 0 && got == applied && tt.to != "n2" {
 				t.Fatalf("%d copies left after the move", b.len())
 			}
 		})
+	}
+}
+
+// The owner hands the session to its own buddy, and the answer is lost
+// (the owner is killed as it answers, as a draining node closes): the
+// buddy still has its copy and takes it, rather than log the user out.
+func TestHandoverToBuddyAnswerLostKeepsItsCopy(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	user := browser{t: t}
+	if rec := user.do(ms[0], "/set?k=v"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	if b := ms[0].node.sender.buddy(); b.ID != "n2" {
+		t.Fatalf("n1's buddy is %s", b.ID)
+	}
+	if rep := ms[0].node.handOver("n2", ms[1].node.incarnation, user.id); rep.Status != wire.FetchFound {
+		t.Fatalf("n1 answered %v", rep.Status)
+	}
+	ms[0].kill()
+	waitFor(t, "n2 to find n1 dead", func() bool { return !ms[1].node.view.answers("n1") })
+	if got := readAll(t, ms[1], user.cookie); got["k"] != "v" {
+		t.Fatalf("through n2: %v: the session was lost with the answer", got)
 	}
 }
