@@ -1,4 +1,4 @@
-package main
+package chaos
 
 import (
 	"context"
@@ -30,7 +30,9 @@ const (
 	envPeers      = "TANDEM_CHAOS_PEERS"      // id=addr,id=addr,...: where this node dials each peer
 	envMode       = "TANDEM_CHAOS_MODE"       // sync or async
 	envApp        = "TANDEM_CHAOS_APP"        // gin or echo
-	envMembership = "TANDEM_CHAOS_MEMBERSHIP" // static (the only one today)
+	envMembership = "TANDEM_CHAOS_MEMBERSHIP" // static, or a name in Config.Memberships
+	envGossip     = "TANDEM_CHAOS_GOSSIP"     // this node's gossip address (not static)
+	envGossipAll  = "TANDEM_CHAOS_GOSSIP_ALL" // addr,addr,...: every node's gossip address (not static)
 	envLog        = "TANDEM_CHAOS_LOG"        // slog level of the node's log on stderr
 	envKeys       = "TANDEM_CHAOS_KEYS"       // hex: cluster key, cookie hash key, cookie block key (32 bytes each)
 )
@@ -72,6 +74,8 @@ const sessionCookie = "tandem"
 type childConfig struct {
 	id, mode, app, membership string
 	peers                     []buddy.Peer
+	gossip                    string
+	gossipPeers               []string
 	keys                      runKeys
 	level                     slog.Level
 }
@@ -83,6 +87,13 @@ func childConfigFromEnv() (childConfig, error) {
 		return c, err
 	}
 	c.peers = peers
+	if gossips(c.membership) {
+		c.gossip = os.Getenv(envGossip)
+		c.gossipPeers = strings.Split(os.Getenv(envGossipAll), ",")
+		if c.gossip == "" || !slices.Contains(c.gossipPeers, c.gossip) {
+			return c, fmt.Errorf("%s and %s: this node's gossip address and every node's", envGossip, envGossipAll)
+		}
+	}
 	if c.keys, err = parseRunKeys(os.Getenv(envKeys)); err != nil {
 		return c, err
 	}
@@ -112,23 +123,10 @@ func parsePeers(s string) ([]buddy.Peer, error) {
 	return peers, nil
 }
 
-// applyMembership fills in how the node learns its peers. "static" (the
-// default) is buddy's static Peers list. This is the seam for another
-// membership implementation: a new name here sets cfg.Discovery (or
-// whatever that implementation needs) from the same child configuration.
-func applyMembership(c childConfig, cfg *buddy.Config) error {
-	switch c.membership {
-	case "", "static":
-		cfg.Peers = c.peers
-		return nil
-	}
-	return fmt.Errorf("membership %q: only static is implemented", c.membership)
-}
-
 // runChild runs one node until SIGTERM, then stops it in the README's
 // order: the app server's Shutdown, node.Shutdown, the manager's Close. A
 // SIGKILL from the driver is a crash.
-func runChild() error {
+func runChild(cfg Config) error {
 	gin.SetMode(gin.ReleaseMode)
 	c, err := childConfigFromEnv()
 	if err != nil {
@@ -153,7 +151,9 @@ func runChild() error {
 	default:
 		return fmt.Errorf("mode %q: want sync or async", c.mode)
 	}
-	if err := applyMembership(c, &bcfg); err != nil {
+	if err := applyMembership(cfg, c, log, &bcfg); err != nil {
+		httpLn.Close()
+		replLn.Close()
 		return err
 	}
 	node, err := buddy.New(bcfg)
@@ -190,7 +190,7 @@ func runChild() error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(httpLn) }()
-	log.Info("chaos: node up", "app", c.app, "mode", bcfg.Mode.String(), "pid", os.Getpid())
+	log.Info("chaos: node up", "app", c.app, "mode", bcfg.Mode.String(), "membership", c.membership, "pid", os.Getpid())
 	var errs []error
 	select {
 	case <-ctx.Done():

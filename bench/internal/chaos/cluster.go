@@ -1,4 +1,4 @@
-package main
+package chaos
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,7 +62,7 @@ func newCluster(cfg clusterConfig, rec *recorder, bal *balancer, log *slog.Logge
 		}
 		c.logs = append(c.logs, f)
 		p := &nodeProc{id: nodeID(i), log: f}
-		if err := p.reserve(); err != nil {
+		if err := p.reserve(gossips(cfg.membership)); err != nil {
 			c.close()
 			return nil, err
 		}
@@ -69,6 +70,12 @@ func newCluster(cfg clusterConfig, rec *recorder, bal *balancer, log *slog.Logge
 		bal.addNode(p.id, p.httpAddr)
 	}
 	keys := newRunKeys()
+	var gossip []string
+	for _, p := range c.nodes {
+		if p.gossipAddr != "" {
+			gossip = append(gossip, p.gossipAddr)
+		}
+	}
 	for _, from := range c.nodes {
 		peers := make([]buddy.Peer, 0, len(c.nodes))
 		for _, to := range c.nodes {
@@ -86,6 +93,9 @@ func newCluster(cfg clusterConfig, rec *recorder, bal *balancer, log *slog.Logge
 		}
 		from.env = []string{envChild + "=node", envID + "=" + from.id, envPeers + "=" + formatPeers(peers),
 			envMode + "=" + cfg.mode, envApp + "=" + cfg.app, envMembership + "=" + cfg.membership, envLog + "=" + cfg.logLevel, envKeys + "=" + keys.String()}
+		if from.gossipAddr != "" {
+			from.env = append(from.env, envGossip+"="+from.gossipAddr, envGossipAll+"="+strings.Join(gossip, ","))
+		}
 	}
 	return c, nil
 }

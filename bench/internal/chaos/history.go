@@ -1,4 +1,4 @@
-package main
+package chaos
 
 import (
 	"bufio"
@@ -131,14 +131,17 @@ type StatSample struct {
 
 // Header describes a run.
 type Header struct {
-	Scenario string    `json:"scenario"`
-	Run      int       `json:"run"`
-	Seed     int64     `json:"seed"`
-	Mode     string    `json:"mode"`
-	App      string    `json:"app"`
-	Nodes    []string  `json:"nodes"`
-	Users    int       `json:"users"`
-	Started  time.Time `json:"started"` // wall clock at time 0
+	Scenario string `json:"scenario"`
+	Run      int    `json:"run"`
+	Seed     int64  `json:"seed"`
+	Mode     string `json:"mode"`
+	App      string `json:"app"`
+	// Membership is how the nodes learned their peers: "" or static, or
+	// the name of a command's Membership (memberlist).
+	Membership string    `json:"membership,omitempty"`
+	Nodes      []string  `json:"nodes"`
+	Users      int       `json:"users"`
+	Started    time.Time `json:"started"` // wall clock at time 0
 	// AloneOK: the scenario leaves a node with no other node to reach (a
 	// partition, a double failure), so its degraded commits made while
 	// alone are what Degrade promises, not a violation.

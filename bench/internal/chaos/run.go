@@ -1,4 +1,4 @@
-package main
+package chaos
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func runOnce(ctx context.Context, rc runConfig, log *slog.Logger) (*Result, erro
 		ids = append(ids, nodeID(i))
 	}
 	rec, err := newRecorder(filepath.Join(rc.dir, "history.jsonl"), Header{Scenario: sc.name, Run: rc.run, Seed: rc.seed,
-		Mode: rc.mode, App: sc.app, Nodes: ids, Users: rc.users, AloneOK: sc.aloneOK})
+		Mode: rc.mode, App: sc.app, Membership: rc.membership, Nodes: ids, Users: rc.users, AloneOK: sc.aloneOK})
 	if err != nil {
 		return nil, err
 	}

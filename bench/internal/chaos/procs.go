@@ -1,4 +1,4 @@
-package main
+package chaos
 
 import (
 	"errors"
@@ -6,8 +6,10 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +24,8 @@ type nodeProc struct {
 	id                 string
 	httpAddr, replAddr string     // "" until reserve picks ports
 	held               []*os.File // the reserved sockets, kept until the first start uses them
+	gossipAddr         string     // a membership's gossip port, TCP and UDP; "" for static
+	gossipHeld         []*os.File // its reservation, closed just before the first start
 	env                []string
 	log                io.Writer // the node's output, every incarnation
 
@@ -94,8 +98,10 @@ func bind(addr string) (string, *os.File, error) {
 // reserve picks the node's two ports (once), before any process starts,
 // so that every node's peer list can name them. It keeps the sockets open
 // for the first start: closed, a port could go to another process of the
-// machine (a test binding 127.0.0.1:0) before the node binds it.
-func (p *nodeProc) reserve() error {
+// machine (a test binding 127.0.0.1:0) before the node binds it. With
+// gossip, it reserves a third port, TCP and UDP, for the membership's
+// gossip.
+func (p *nodeProc) reserve(gossip bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.httpAddr != "" {
@@ -109,7 +115,43 @@ func (p *nodeProc) reserve() error {
 		p.held = append(p.held, f)
 		*a = got
 	}
+	if gossip {
+		got, fs, err := reserveGossipPort()
+		if err != nil {
+			return err
+		}
+		p.gossipAddr, p.gossipHeld = got, fs
+	}
 	return nil
+}
+
+// reserveGossipPort reserves a port as reservePort does, for TCP and UDP
+// both (memberlist binds the one port for each): a UDP socket bound to
+// the TCP socket's port, without SO_REUSEADDR. The node binds the port
+// itself, so the driver closes both just before the node's first start.
+func reserveGossipPort() (string, []*os.File, error) {
+	for range 100 {
+		addr, tcp, err := reservePort()
+		if err != nil {
+			return "", nil, err
+		}
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			tcp.Close()
+			return "", nil, fmt.Errorf("reserve a gossip port: %w", err)
+		}
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			tcp.Close()
+			return "", nil, fmt.Errorf("reserve a gossip port: %w", err)
+		}
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: [4]byte{127, 0, 0, 1}}); err == nil {
+			return addr, []*os.File{tcp, os.NewFile(uintptr(fd), "reserved-udp")}, nil
+		}
+		syscall.Close(fd)
+		tcp.Close()
+	}
+	return "", nil, errors.New("reserve a gossip port: no port free for both TCP and UDP")
 }
 
 // reservePort binds a TCP socket to a free port of 127.0.0.1 without
@@ -143,10 +185,10 @@ func reservePort() (string, *os.File, error) {
 func (p *nodeProc) release() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, f := range p.held {
+	for _, f := range slices.Concat(p.held, p.gossipHeld) {
 		f.Close()
 	}
-	p.held = nil
+	p.held, p.gossipHeld = nil, nil
 }
 
 // start runs a new process of the node, the driver re-executed in child
@@ -184,6 +226,11 @@ func (p *nodeProc) start(exe string) error {
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The gossip port's reservation goes now: the node binds it.
+	for _, f := range p.gossipHeld {
+		f.Close()
+	}
+	p.gossipHeld = nil
 	fmt.Fprintf(p.log, "=== %s start %d at %s\n", p.id, p.starts+1, time.Now().Format(time.RFC3339Nano))
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.id, err)

@@ -1,4 +1,4 @@
-package main
+package chaos
 
 import (
 	"cmp"
@@ -16,6 +16,7 @@ import (
 // summary adds up the runs of one scenario.
 type summary struct {
 	scenario      string
+	membership    string // printed when not static
 	sync          bool
 	runs          int
 	failedRuns    int
@@ -77,8 +78,12 @@ func (s *summary) line() string {
 	if !s.pass() {
 		result = "FAIL"
 	}
+	name := s.scenario
+	if gossips(s.membership) {
+		name += " membership=" + s.membership
+	}
 	return fmt.Sprintf("chaos scenario=%s runs=%d acked=%d lost_writes=%d lost_sessions=%d stale_reads=%d forks=%d undone_logouts=%d degraded=%d degraded_alone=%d errors=%s recovery_p50=%s recovery_max=%s longest_stall=%s result=%s",
-		s.scenario, s.runs, s.acked, s.lostWrites, s.lostSessions, s.staleReads, s.forks, s.undoneLogouts, s.degraded, s.degradedAlone,
+		name, s.runs, s.acked, s.lostWrites, s.lostSessions, s.staleReads, s.forks, s.undoneLogouts, s.degraded, s.degradedAlone,
 		formatErrors(s.errors), dur(p50), dur(pmax), dur(s.longestStall), result)
 }
 
@@ -132,8 +137,8 @@ func runLine(name string, run int, r *Result, sync bool, dir string) string {
 func writeReport(dir string, h History, r *Result) error {
 	var b strings.Builder
 	hd := h.Header
-	fmt.Fprintf(&b, "chaos report: scenario %s, run %d, seed %d, %s mode, %s app, nodes %v, %d users, started %s\n",
-		hd.Scenario, hd.Run, hd.Seed, hd.Mode, hd.App, hd.Nodes, hd.Users, hd.Started.Format(time.RFC3339Nano))
+	fmt.Fprintf(&b, "chaos report: scenario %s, run %d, seed %d, %s mode, %s app, %s membership, nodes %v, %d users, started %s\n",
+		hd.Scenario, hd.Run, hd.Seed, hd.Mode, hd.App, cmp.Or(hd.Membership, static), hd.Nodes, hd.Users, hd.Started.Format(time.RFC3339Nano))
 	fmt.Fprintf(&b, "times are milliseconds since the start; node logs (JSON, wall clock) are n*.log beside this file\n\n")
 	fmt.Fprintf(&b, "acked=%d lost_writes=%d lost_sessions=%d legit_lost=%d stale_reads=%d forks=%d undone_logouts=%d degraded=%d longest_stall=%s unchecked=%d\n\n",
 		r.Acked, r.LostWrites, r.LostSessions, r.LegitLost, r.StaleReads, r.Forks, r.UndoneLogouts, r.Degraded, dur(r.LongestStall), r.Unchecked)
