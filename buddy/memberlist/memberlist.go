@@ -430,7 +430,7 @@ func (w *levelWriter) Write(p []byte) (int, error) {
 	for sc.Scan() {
 		line := sc.Text()
 		level := slog.LevelInfo
-		for prefix, l := range map[string]slog.Level{"[DEBUG]": slog.LevelDebug, "[WARN]": slog.LevelWarn, "[ERR]": slog.LevelError, "[ERROR]": slog.LevelError} {
+		for prefix, l := range map[string]slog.Level{"[DEBUG]": slog.LevelDebug, "[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERR]": slog.LevelError, "[ERROR]": slog.LevelError} {
 			if rest, ok := bytes.CutPrefix([]byte(line), []byte(prefix)); ok {
 				level, line = l, string(bytes.TrimSpace(rest))
 			}

@@ -3,9 +3,11 @@ package memberlist
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -164,3 +166,29 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestLevelWriter: memberlist's "[LEVEL] text" lines become records at
+// their level, without the prefix ([INFO] included).
+func TestLevelWriter(t *testing.T) {
+	var got []string
+	h := &recordHandler{out: &got}
+	w := &levelWriter{log: slog.New(h)}
+	if _, err := w.Write([]byte("[DEBUG] memberlist: a\n[INFO] memberlist: b\n[WARN] memberlist: c\n[ERR] memberlist: d\nplain\n")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"DEBUG memberlist: a", "INFO memberlist: b", "WARN memberlist: c", "ERROR memberlist: d", "INFO plain"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// recordHandler keeps "LEVEL message" of every record.
+type recordHandler struct{ out *[]string }
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	*h.out = append(*h.out, r.Level.String()+" "+r.Message)
+	return nil
+}
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
