@@ -1,4 +1,4 @@
-package main
+package clusterapp
 
 import (
 	"bytes"
@@ -31,6 +31,8 @@ const (
 // proc is one node's child process.
 type proc struct {
 	id, httpAddr, replAddr string
+	gossipAddr             string   // a membership's gossip address; "" for static
+	env                    []string // per-node environment besides the ID and addresses
 
 	op sync.Mutex // held by start, stop, restart: one operation at a time
 
@@ -126,6 +128,7 @@ func (s *supervisor) startLocked(ctx context.Context, p *proc) error {
 	cmd := exec.Command(s.exe)
 	cmd.Env = append(append([]string(nil), s.env...),
 		envNodeID+"="+p.id, node.EnvID+"="+p.id, node.EnvHTTPAddr+"="+p.httpAddr, node.EnvReplAddr+"="+p.replAddr)
+	cmd.Env = append(cmd.Env, p.env...)
 	out := s.logs.writer(p.id)
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group, so that a Ctrl-C in the terminal reaches only

@@ -1,4 +1,4 @@
-package main
+package clusterapp
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 // os.Executable(), which in a test is this binary.
 func TestMain(m *testing.M) {
 	if id := os.Getenv(envNodeID); id != "" {
-		if err := runChild(); err != nil {
+		if err := runChild(Config{}); err != nil {
 			fmt.Fprintf(os.Stderr, "node %s: %v\n", id, err)
 			os.Exit(1)
 		}
