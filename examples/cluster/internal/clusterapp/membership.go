@@ -1,7 +1,6 @@
 package clusterapp
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -80,14 +79,10 @@ func (cfg Config) names() string {
 	return strings.Join(slices.Concat([]string{static}, slices.Sorted(maps.Keys(cfg.Memberships))), ", ")
 }
 
-// errElsewhere: the membership is another command's, which ran (or was
-// printed) instead.
-var errElsewhere = errors.New("membership offered by another command")
-
 // membership checks -membership. For a membership of another command it
 // replaces this process with "go run ." in that command's directory (it
-// returns only if that fails), or prints how to run it; either way it
-// returns errElsewhere.
+// returns only if that fails), or returns an error telling the command to
+// run.
 func (cfg Config) membership(name string, args []string, stderr io.Writer) error {
 	if name == static {
 		return nil
@@ -104,12 +99,12 @@ func (cfg Config) membership(name string, args []string, stderr io.Writer) error
 	if _, serr := os.Stat(filepath.Join(e.Dir, "go.mod")); e.Dir != "" && serr == nil && err == nil {
 		fmt.Fprintf(stderr, "cluster: -membership %s is %s's (a module of its own): go run . there\n", name, e.Path)
 		if err := os.Chdir(e.Dir); err != nil {
-			return fmt.Errorf("%w: %w; run: %s", errElsewhere, err, cmdline)
+			return fmt.Errorf("-membership %s: %w; run: %s", name, err, cmdline)
 		}
 		err = syscall.Exec(goBin, append([]string{"go", "run", "."}, args...), os.Environ())
-		return fmt.Errorf("%w: go run: %w; run: %s", errElsewhere, err, cmdline)
+		return fmt.Errorf("-membership %s: exec go run: %w; run: %s", name, err, cmdline)
 	}
-	return fmt.Errorf("%w: -membership %s lives in a module of its own (%s), whose source is not here; in a checkout of github.com/tandemsession/tandem, run: %s", errElsewhere, name, e.Path, cmdline)
+	return fmt.Errorf("-membership %s lives in a module of its own (%s), whose source is not on this machine; in a checkout of github.com/tandemsession/tandem, run: %s", name, e.Path, cmdline)
 }
 
 // childMembership sets a node child's membership from its environment
