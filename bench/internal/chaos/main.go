@@ -90,7 +90,7 @@ func run(cfg Config) int {
 	flag.DurationVar(&o.duration, "duration", 0, "load per run (0: the scenario's)")
 	flag.IntVar(&o.nodes, "nodes", 0, "nodes (0: the scenario's, 3 for most)")
 	flag.StringVar(&o.mode, "mode", "sync", "replication: sync or async")
-	flag.StringVar(&o.membership, "membership", "static", "how nodes learn their peers: static (buddy.Config.Peers)"+cfg.membershipNames())
+	flag.StringVar(&o.membership, "membership", "static", cfg.usage())
 	flag.DurationVar(&o.stale, "stale", -1, "how long the balancer's view of a node lags a change (-1: the scenario's, 250ms for most)")
 	flag.StringVar(&o.policy, "policy", "", "balancer routing: sticky, nonsticky or split (default: the scenario's)")
 	flag.StringVar(&o.out, "out", "", "output directory (default: a new temporary directory, printed at the end)")

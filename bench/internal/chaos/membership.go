@@ -44,6 +44,15 @@ const static = "static"
 // every one but static does.
 func gossips(name string) bool { return name != "" && name != static }
 
+// usage is the -membership flag's usage line.
+func (cfg Config) usage() string {
+	u := "how nodes learn their peers: static (buddy.Config.Peers)" + cfg.membershipNames()
+	for _, name := range slices.Sorted(maps.Keys(cfg.Elsewhere)) {
+		u += "; " + name + ": " + cfg.Elsewhere[name]
+	}
+	return u
+}
+
 // membershipNames lists the memberships besides static, for the flag's
 // usage line.
 func (cfg Config) membershipNames() string {
