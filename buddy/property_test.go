@@ -3,6 +3,9 @@ package buddy
 import (
 	"flag"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -23,8 +26,30 @@ func TestPropertyNoAcknowledgedWriteLost(t *testing.T) {
 	if f := flag.Lookup("rapid.checks"); f != nil && f.Value.String() == "100" {
 		_ = f.Value.Set("8") // each check runs a cluster: keep the default run short
 	}
+	logDir := os.Getenv("TANDEM_PROP_LOGDIR")
 	rapid.Check(t, func(rt *rapid.T) {
-		ms := cluster(t, 4, fastTimers)
+		timers := fastTimers
+		if logDir != "" {
+			// Debugging aid: a failed check's node logs go to a file in logDir.
+			var buf syncBuffer
+			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			timers = func(c *Config) { fastTimers(c); c.Logger = log }
+			defer func() {
+				if rt.Failed() || t.Failed() {
+					name := filepath.Join(logDir, fmt.Sprintf("check-%d.log", time.Now().UnixNano()))
+					_ = os.WriteFile(name, []byte(buf.String()), 0o644)
+					t.Logf("node logs of the failed check: %s", name)
+				}
+			}()
+		}
+		ms := cluster(t, 4, timers)
+		defer func() { // each check's cluster stops with it, not with the whole test
+			for _, m := range ms {
+				if !m.dead() {
+					m.kill()
+				}
+			}
+		}()
 		// n4 starts outside the cluster and may join later.
 		ms[3].kill()
 		waitRing(t, ms)
