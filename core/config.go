@@ -98,7 +98,11 @@ type Limits struct {
 // working default.
 type Config struct {
 	// Keys sign and encrypt the session cookie; the first pair is used for
-	// new cookies, all pairs decode. Required.
+	// new cookies, all pairs decode. Required. Every node of a cluster (and
+	// every process behind one balancer) needs the same keys: a node that
+	// cannot decode a cookie another node issued starts a fresh session, so
+	// a failover would log the user out. Load them from the environment or
+	// a secret store; keys generated at start are for a single process.
 	Keys []KeyPair
 	// Cookie sets the cookie's attributes. See CookieConfig for defaults.
 	Cookie CookieConfig
