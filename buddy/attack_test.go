@@ -557,6 +557,20 @@ func TestAttackClusterKeyHolder(t *testing.T) {
 		aliceWrites(5) // a copy n2 holds still takes writes
 	})
 
+	t.Run("leave of an old incarnation", func(t *testing.T) {
+		// A leave names the incarnation it ends: one of n1's earlier runs
+		// does not take the running n1 out of the ring.
+		inc := c.forger("n2").pong("n1").Incarnation
+		before := rejected(RejectStale)
+		if code, _ := f.call("n2", pathLeave, wire.MsgLeave, f.seq(), wire.AppendLeave(nil, wire.Leave{Incarnation: inc - 1})); code != http.StatusConflict {
+			t.Fatalf("a leave naming an old incarnation answered %d, want 409", code)
+		}
+		if rejected(RejectStale) != before+1 {
+			t.Fatal("Rejected[stale] did not move")
+		}
+		aliceWrites(6) // n2 still takes n1's writes: n1 did not leave
+	})
+
 	t.Run("promote over an owned session", func(t *testing.T) {
 		inc := c.forger("n2").pong("n1").Incarnation
 		if code, _ := f.call("n2", pathTransfer, wire.MsgTransfer, f.seq(), wire.AppendTransfer(nil, wire.Transfer{Op: wire.TransferPromote, Incarnation: inc - 1})); code != http.StatusConflict {
@@ -571,10 +585,10 @@ func TestAttackClusterKeyHolder(t *testing.T) {
 		}
 		// n2 now owns alice (n1 told it so, as far as it can tell); n1 is
 		// fenced, and alice keeps every write wherever she goes.
-		if got, sid := alice.read("n1"); sid != aliceID || got["k"] != "5" {
+		if got, sid := alice.read("n1"); sid != aliceID || got["k"] != "6" {
 			t.Fatalf("alice through n1 after the promote: session %s %v", sid, got)
 		}
-		if got, _ := alice.read("n2"); got["k"] != "5" {
+		if got, _ := alice.read("n2"); got["k"] != "6" {
 			t.Fatalf("alice through n2 after the promote: %v", got)
 		}
 		c.waitFormed(c.ids...) // n1 is alive again in n2's view: it keeps pinging

@@ -419,6 +419,11 @@ func (n *Node) ask(ctx context.Context, pid, id, proof string) (wire.FetchReply,
 	if err == nil {
 		var rep wire.FetchReply
 		if rep, err = wire.DecodeFetchReply(out, id, n.cfg.Limits); err == nil {
+			if rep.Copy != nil {
+				// A copy handed over gets the same clock bound as a
+				// replicated record: no timestamp from the future.
+				clampTimes(rep.Copy, n.cfg.Now())
+			}
 			return rep, nil
 		}
 	}

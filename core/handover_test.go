@@ -341,3 +341,38 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out: %s", what)
 }
+
+// A copy from another node (a failover fetch, a drain's promotion) meets
+// this node's Limits like a commit: a cluster-key holder cannot plant a
+// session larger than the node would store.
+func TestInstallAppliesLimits(t *testing.T) {
+	m, clk := newManager(t, func(c *Config) {
+		c.Limits = Limits{MaxAttributes: 2, MaxValueSize: 8, MaxSessionSize: 16}
+	})
+	copyOf := func(attrs ...Attr) *Change {
+		return &Change{ID: newID(), Epoch: 1, Version: 1, Full: true, Set: attrs, Created: clk.Now(), Accessed: clk.Now()}
+	}
+	for _, tc := range []struct {
+		name string
+		c    *Change
+		want error
+	}{
+		{"value", copyOf(Attr{Key: "k", Value: []byte(`"123456789"`)}), ErrValueTooLarge},
+		{"attributes", copyOf(Attr{Key: "a", Value: []byte("1")}, Attr{Key: "b", Value: []byte("2")}, Attr{Key: "c", Value: []byte("3")}), ErrTooManyAttributes},
+		{"session", copyOf(Attr{Key: "aaaaaa", Value: []byte(`"12345"`)}, Attr{Key: "bbbbbb", Value: []byte(`"12345"`)}), ErrSessionTooLarge},
+	} {
+		if err := m.Install(tc.c); !errors.Is(err, tc.want) {
+			t.Errorf("%s beyond the limit: Install = %v, want %v", tc.name, err, tc.want)
+		}
+		if _, owned := m.Owned(tc.c.ID); owned {
+			t.Errorf("%s beyond the limit: the copy was stored", tc.name)
+		}
+	}
+	ok := copyOf(Attr{Key: "k", Value: []byte(`"1234"`)})
+	if err := m.Install(ok); err != nil {
+		t.Fatalf("a copy within the limits: %v", err)
+	}
+	if _, owned := m.Owned(ok.ID); !owned {
+		t.Fatal("a copy within the limits was not stored")
+	}
+}
