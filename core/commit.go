@@ -58,7 +58,11 @@ func (s *Session) commit(ctx context.Context, h http.Header) error {
 	var acks [2]Ack
 	var err error
 	if s.dirty {
-		acks, err = s.store(now)
+		var stored bool
+		acks, stored, err = s.store(now)
+		if stored {
+			m.stats.commits.Add(1)
+		}
 	} else if s.rec != nil {
 		s.rec.touch(now)
 		m.store.touched(s.rec)
@@ -96,7 +100,10 @@ func (s *Session) commit(ctx context.Context, h http.Header) error {
 }
 
 // store applies the recorded changes to the store. It runs under s.mu.
-func (s *Session) store(now int64) (acks [2]Ack, err error) {
+// stored reports whether it changed a session: created, changed,
+// regenerated or ended one (it may then still fail, when a logout ended
+// the old session and the new one could not be stored).
+func (s *Session) store(now int64) (acks [2]Ack, stored bool, err error) {
 	m := s.m
 	var (
 		base        attrList
@@ -104,6 +111,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		epoch       uint64 = 1
 		created            = now
 		prevID      string
+		ended       bool // a logout ended the previous session
 	)
 	if p := s.prev; p != nil {
 		p.mu.Lock()
@@ -113,7 +121,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		}
 		if !alive && moved {
 			p.mu.Unlock()
-			return acks, ErrSessionMoved
+			return acks, false, ErrSessionMoved
 		}
 		p.dead = true
 		if alive && !s.carry {
@@ -122,7 +130,8 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		p.mu.Unlock()
 		m.store.remove(p)
 		m.unindex(p.id)
-		if alive && !s.carry && m.repl != nil {
+		ended = alive && !s.carry
+		if ended && m.repl != nil {
 			acks[0] = m.repl.Replicate(&Change{ID: p.id, Base: p.version, Version: p.version + 1, Epoch: p.epoch, Removed: true})
 		}
 		if !alive && s.carry {
@@ -130,24 +139,24 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 			m.log.Debug("tandem: session ended by a concurrent request; changes dropped", "id", p.id)
 			s.reset()
 			s.id, s.invalidated = "", true
-			return acks, nil
+			return acks, false, nil
 		}
 		s.prev, s.carry = nil, false
 	}
 	if s.rec == nil {
 		if prevID == "" && len(s.set) == 0 {
 			s.reset() // nothing to store: an empty new session, or a plain logout
-			return acks, nil
+			return acks, ended, nil
 		}
 		attrs := s.merged(base)
 		if err := m.checkSize(len(attrs), attrs.size()); err != nil {
-			return acks, err
+			return acks, ended, err
 		}
 		if prevID == "" && m.draining.Load() {
-			return acks, ErrDraining
+			return acks, ended, ErrDraining
 		}
 		if !m.reserve(&s.events) {
-			return acks, ErrNodeFull
+			return acks, ended, ErrNodeFull
 		}
 		if s.cookieID == s.id {
 			s.staleCookie = true // the client's cookie says "unsaved"
@@ -175,13 +184,13 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		rec.mu.Unlock()
 		s.rec = rec
 		s.reset()
-		return acks, nil
+		return acks, true, nil
 	}
 	rec := s.rec
 	rec.mu.Lock()
 	if rec.dead && rec.moved {
 		rec.mu.Unlock()
-		return acks, ErrSessionMoved
+		return acks, false, ErrSessionMoved
 	}
 	if rec.dead {
 		if next := m.successor(rec.id, now); next != nil && next != rec {
@@ -196,7 +205,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 		m.log.Debug("tandem: session ended by a concurrent request; changes dropped", "id", rec.id)
 		s.rec, s.id, s.invalidated = nil, "", true
 		s.reset()
-		return acks, nil
+		return acks, false, nil
 	}
 	cur, curSize := rec.attrs, rec.size
 	if s.clear {
@@ -205,7 +214,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 	n, size := projected(cur, curSize, s.set, s.del)
 	if err := m.checkSize(n, size); err != nil {
 		rec.mu.Unlock()
-		return acks, err
+		return acks, false, err
 	}
 	_, userSet := s.set[userKey]
 	_, userDel := s.del[userKey]
@@ -227,7 +236,7 @@ func (s *Session) store(now int64) (acks [2]Ack, err error) {
 	rec.mu.Unlock()
 	m.store.touched(rec)
 	s.reset()
-	return acks, nil
+	return acks, true, nil
 }
 
 // reset forgets the recorded changes once they are stored.

@@ -356,7 +356,8 @@ func (s *Session) Invalidate() {
 
 // Regenerate gives the session a new ID and keeps its data (call it at
 // login, against session fixation). The old ID stops working when the
-// request commits.
+// request commits, or Config.RegenerateGrace later for requests that
+// still bring it (they get the new session, not its cookie).
 func (s *Session) Regenerate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

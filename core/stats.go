@@ -6,6 +6,13 @@ import "sync/atomic"
 type Stats struct {
 	// Sessions is the number of sessions this node owns now.
 	Sessions int
+	// Commits counts the requests whose session changes this node
+	// committed: a session created, changed, regenerated or ended
+	// (Invalidate). Each such request counts once, when its changes are
+	// stored, whether or not the replicator then acknowledges them in time.
+	// A request that only read its session, or whose changes were refused
+	// (ErrSessionTooLarge, ErrNodeFull, ...), is not counted.
+	Commits uint64
 	// CookiesRejected counts session cookies that failed to decode:
 	// tampered, truncated, expired, or sealed with keys this node does not
 	// hold. Each became a fresh session. A rising count across a failover
@@ -26,7 +33,7 @@ type Stats struct {
 }
 
 type counters struct {
-	cookiesRejected, fetched, gone, unavailable, evicted atomic.Uint64
+	commits, cookiesRejected, fetched, gone, unavailable, evicted atomic.Uint64
 }
 
 // Stats returns the manager's counters.
@@ -34,6 +41,7 @@ func (m *Manager) Stats() Stats {
 	c := &m.stats
 	return Stats{
 		Sessions:        m.Len(),
+		Commits:         c.commits.Load(),
 		CookiesRejected: c.cookiesRejected.Load(),
 		Fetched:         c.fetched.Load(),
 		Gone:            c.gone.Load(),

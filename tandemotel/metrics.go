@@ -205,12 +205,16 @@ func managerInstruments(meter metric.Meter, errs *[]error) []gauge[core.Stats] {
 	type g = gauge[core.Stats]
 	return []g{
 		{upDown("tandem.sessions", "{session}", "Sessions this node owns."), func(s *core.Stats) int64 { return int64(s.Sessions) }},
+		{counter("tandem.commits", "{commit}", "Requests whose session changes this node committed (a session created, changed, regenerated or ended), whether or not a buddy acknowledged them."),
+			func(s *core.Stats) int64 { return int64(s.Commits) }},
 		{counter("tandem.cookies.rejected", "{cookie}", "Session cookies that failed to decode (tampered, expired, or sealed with keys this node does not hold); each became a fresh session."),
 			func(s *core.Stats) int64 { return int64(s.CookiesRejected) }},
 		{counter("tandem.sessions.fetched", "{session}", "Sessions brought to this node from another node."), func(s *core.Stats) int64 { return int64(s.Fetched) }},
 		{counter("tandem.sessions.gone", "{session}", "Valid cookies whose session no node held any more; each became a fresh session."), func(s *core.Stats) int64 { return int64(s.Gone) }},
 		{counter("tandem.unavailable", "{request}", "Requests answered 503 because the node holding their session did not hand it over in time."),
 			func(s *core.Stats) int64 { return int64(s.Unavailable) }},
+		{counter("tandem.sessions.evicted", "{session}", "First-visit sessions removed to make room for a new one when the node held Limits.MaxSessions."),
+			func(s *core.Stats) int64 { return int64(s.Evicted) }},
 	}
 }
 
@@ -240,6 +244,8 @@ func nodeInstruments(meter metric.Meter, errs *[]error) []gauge[buddy.Stats] {
 		{counter("tandem.replication.sent.wire_size", "By", "Bytes of replication requests as sent: compressed and sealed."), u(func(s *buddy.Stats) uint64 { return s.BytesWire })},
 		{counter("tandem.replication.acks", "{commit}", "Synchronous commits the buddy acknowledged."), u(func(s *buddy.Stats) uint64 { return s.Acks })},
 		{counter("tandem.replication.degraded", "{commit}", "Synchronous commits served without a second copy: no other node acknowledged in time."), u(func(s *buddy.Stats) uint64 { return s.Degraded })},
+		{counter("tandem.replication.degraded_alone", "{commit}", "Of the degraded commits, those made while no other node answered at all (the node alone, or cut off)."),
+			u(func(s *buddy.Stats) uint64 { return s.DegradedAlone })},
 		{counter("tandem.replication.queue.overflows", "{record}", "Changes not queued because the queue to the buddy was full (their sessions are resent in full)."),
 			u(func(s *buddy.Stats) uint64 { return s.QueueOverflows })},
 		{counter("tandem.replication.send_errors", "{batch}", "Replication batches that failed."), u(func(s *buddy.Stats) uint64 { return s.SendErrors })},
@@ -250,12 +256,15 @@ func nodeInstruments(meter metric.Meter, errs *[]error) []gauge[buddy.Stats] {
 		{counter("tandem.backup.gaps", "{record}", "Deltas that did not match the backup copy's version (a full copy was asked for)."), u(func(s *buddy.Stats) uint64 { return s.GapsReported })},
 		{counter("tandem.backup.received.size", "By", "Bytes of replication requests received from the owners this node backs up."), u(func(s *buddy.Stats) uint64 { return s.BytesReceived })},
 		{counter("tandem.backups.expired", "{session}", "Backup copies dropped because their session must have expired on its owner."), u(func(s *buddy.Stats) uint64 { return s.BackupsExpired })},
+		{counter("tandem.backups.refused", "{session}", "New backup copies not taken because the node held Config.MaxBackups."), u(func(s *buddy.Stats) uint64 { return s.BackupsRefused })},
 		{counter("tandem.backups.promoted", "{session}", "Backup copies taken over from a draining owner."), u(func(s *buddy.Stats) uint64 { return s.Promoted })},
 		{counter("tandem.ring.changes", "{change}", "Membership changes that recomputed the buddy ring."), u(func(s *buddy.Stats) uint64 { return s.RingChanges })},
 		{counter("tandem.failovers", "{session}", "Backup copies handed out, or taken over here, because their owner was gone."), u(func(s *buddy.Stats) uint64 { return s.Failovers })},
 		{counter("tandem.sessions.handed_out", "{session}", "Fetches of other nodes that this node answered with a session."), u(func(s *buddy.Stats) uint64 { return s.HandedOut })},
 		{counter("tandem.fetch.pending", "{fetch}", "Fetches of other nodes answered \"ask again\" because the session was busy here."), u(func(s *buddy.Stats) uint64 { return s.FetchPending })},
 		{counter("tandem.ownership.moves", "{session}", "Owned sessions this node gave up to another node."), u(func(s *buddy.Stats) uint64 { return s.OwnershipMoves })},
+		{counter("tandem.ownership.moves_refused", "{session}", "Handovers this node's buddy refused because it had handed its copy out already (it took this node for dead)."),
+			u(func(s *buddy.Stats) uint64 { return s.MovesRefused })},
 		{counter("tandem.sessions.fenced", "{session}", "Owned sessions dropped because another node owns them under a newer epoch."), u(func(s *buddy.Stats) uint64 { return s.FencedLocal })},
 		{counter("tandem.pauses", "{pause}", "Times this process was found paused for longer than DeadAfter."), u(func(s *buddy.Stats) uint64 { return s.Pauses })},
 		{counter("tandem.config.mismatches", "{peer}", "Peers found with other cookie keys or settings (each time one is found)."), u(func(s *buddy.Stats) uint64 { return s.ConfigMismatches })},

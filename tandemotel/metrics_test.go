@@ -46,7 +46,7 @@ func fixedNode() *fakeNode {
 			{Peer: buddy.Peer{ID: "n1"}, State: buddy.Alive},
 			{Peer: buddy.Peer{ID: "n2"}, State: buddy.Dead},
 		},
-		Failovers: 7, TransferBytes: 8,
+		Failovers: 7, TransferBytes: 8, DegradedAlone: 9, BackupsRefused: 10, MovesRefused: 11,
 	}}
 }
 
@@ -91,7 +91,7 @@ func TestFixedStats(t *testing.T) {
 	reader, mp := newReader(t)
 	node := attribute.String("tandem.node", "n1")
 	m, err := tandemotel.New(tandemotel.WithMeterProvider(mp), tandemotel.WithAttributes(node),
-		tandemotel.WithManager(fakeManager{Sessions: 42, CookiesRejected: 3, Unavailable: 1}), tandemotel.WithNode(fixedNode()))
+		tandemotel.WithManager(fakeManager{Sessions: 42, CookiesRejected: 3, Unavailable: 1, Commits: 12, Evicted: 13}), tandemotel.WithNode(fixedNode()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +102,14 @@ func TestFixedStats(t *testing.T) {
 		sum("tandem.cookies.rejected", "Session cookies that failed to decode (tampered, expired, or sealed with keys this node does not hold); each became a fresh session.",
 			"{cookie}", true, point(3, node)),
 		sum("tandem.unavailable", "Requests answered 503 because the node holding their session did not hand it over in time.", "{request}", true, point(1, node)),
+		sum("tandem.commits", "Requests whose session changes this node committed (a session created, changed, regenerated or ended), whether or not a buddy acknowledged them.",
+			"{commit}", true, point(12, node)),
+		sum("tandem.sessions.evicted", "First-visit sessions removed to make room for a new one when the node held Limits.MaxSessions.", "{session}", true, point(13, node)),
+		sum("tandem.replication.degraded_alone", "Of the degraded commits, those made while no other node answered at all (the node alone, or cut off).",
+			"{commit}", true, point(9, node)),
+		sum("tandem.backups.refused", "New backup copies not taken because the node held Config.MaxBackups.", "{session}", true, point(10, node)),
+		sum("tandem.ownership.moves_refused", "Handovers this node's buddy refused because it had handed its copy out already (it took this node for dead).",
+			"{session}", true, point(11, node)),
 		sum("tandem.backups", "Backup copies this node holds for the owners it backs up.", "{session}", false, point(40, node)),
 		sum("tandem.replication.acks", "Synchronous commits the buddy acknowledged.", "{commit}", true, point(90, node)),
 		sum("tandem.replication.degraded", "Synchronous commits served without a second copy: no other node acknowledged in time.", "{commit}", true, point(2, node)),
@@ -183,8 +191,8 @@ func TestGlobalProvider(t *testing.T) {
 	}
 	defer m.Unregister()
 	got := collect(t, reader)
-	if len(got) != 5 {
-		t.Errorf("%d metrics from a manager alone, want 5", len(got))
+	if len(got) != 7 {
+		t.Errorf("%d metrics from a manager alone, want 7", len(got))
 	}
 	if v := got["tandem.sessions"].Data.(metricdata.Sum[int64]).DataPoints[0].Value; v != 7 {
 		t.Fatalf("tandem.sessions %d", v)

@@ -142,6 +142,7 @@ func TestNodePair(t *testing.T) {
 		{"tandem.sessions", "n1", 5}, {"tandem.sessions", "n2", 0},
 		{"tandem.backups", "n1", 0}, {"tandem.backups", "n2", 5},
 		{"tandem.cookies.rejected", "n1", 1},
+		{"tandem.commits", "n1", 5}, {"tandem.commits", "n2", 0},
 		{"tandem.replication.acks", "n1", 5},
 		{"tandem.replication.degraded", "n1", 0},
 		{"tandem.buddy.present", "n1", 1}, {"tandem.buddy.present", "n2", 1},

@@ -50,7 +50,7 @@ type Node interface {
 // required.
 type Options struct {
 	// Manager, when set, is read for the session metrics (sessions owned,
-	// cookies rejected, sessions fetched and gone, 503s). Default nil: none
+	// commits, cookies rejected, sessions fetched, gone and evicted, 503s). Default nil: none
 	// of them.
 	Manager Manager
 	// Node, when set, is read for the replication and cluster metrics.
@@ -106,6 +106,8 @@ func New(opts Options) (*Collector, error) {
 			{desc("sessions", "Sessions this node owns."), func(s *core.Stats) float64 { return float64(s.Sessions) }},
 		}
 		c.managerCounters = []metric[core.Stats]{
+			{desc("commits_total", "Requests whose session changes this node committed (a session created, changed, regenerated or ended), whether or not a buddy acknowledged them."),
+				func(s *core.Stats) float64 { return float64(s.Commits) }},
 			{desc("cookies_rejected_total", "Session cookies that failed to decode (tampered, expired, or sealed with keys this node does not hold); each became a fresh session."),
 				func(s *core.Stats) float64 { return float64(s.CookiesRejected) }},
 			{desc("sessions_fetched_total", "Sessions brought to this node from another node."),
@@ -114,6 +116,8 @@ func New(opts Options) (*Collector, error) {
 				func(s *core.Stats) float64 { return float64(s.Gone) }},
 			{desc("unavailable_total", "Requests answered 503 because the node holding their session did not hand it over in time."),
 				func(s *core.Stats) float64 { return float64(s.Unavailable) }},
+			{desc("sessions_evicted_total", "First-visit sessions removed to make room for a new one when the node held Limits.MaxSessions."),
+				func(s *core.Stats) float64 { return float64(s.Evicted) }},
 		}
 	}
 	if !isNil(opts.Node) {
@@ -157,6 +161,7 @@ func (c *Collector) initNode(desc func(name, help string, labels ...string) *pro
 		{desc("replication_batches_total", "Batches the buddy acknowledged."), u(func(s *buddy.Stats) uint64 { return s.Batches })},
 		{desc("replication_acks_total", "Synchronous commits the buddy acknowledged."), u(func(s *buddy.Stats) uint64 { return s.Acks })},
 		{desc("replication_degraded_commits_total", "Synchronous commits served without a second copy: no other node acknowledged in time."), u(func(s *buddy.Stats) uint64 { return s.Degraded })},
+		{desc("replication_degraded_alone_commits_total", "Of the degraded commits, those made while no other node answered at all (the node alone, or cut off)."), u(func(s *buddy.Stats) uint64 { return s.DegradedAlone })},
 		{desc("replication_raw_bytes_total", "Bytes of replication batches before compression."), u(func(s *buddy.Stats) uint64 { return s.BytesRaw })},
 		{desc("replication_wire_bytes_total", "Bytes of replication requests as sent: compressed and sealed."), u(func(s *buddy.Stats) uint64 { return s.BytesWire })},
 		{desc("replication_queue_overflows_total", "Changes not queued because the queue to the buddy was full (their sessions are resent in full)."), u(func(s *buddy.Stats) uint64 { return s.QueueOverflows })},
@@ -167,12 +172,14 @@ func (c *Collector) initNode(desc func(name, help string, labels ...string) *pro
 		{desc("backup_gaps_total", "Deltas that did not match the backup copy's version (a full copy was asked for)."), u(func(s *buddy.Stats) uint64 { return s.GapsReported })},
 		{desc("backup_records_fenced_total", "Records refused because another node owns their session under a newer epoch."), u(func(s *buddy.Stats) uint64 { return s.RecordsFenced })},
 		{desc("backup_received_bytes_total", "Bytes of replication requests received from the owners this node backs up."), u(func(s *buddy.Stats) uint64 { return s.BytesReceived })},
+		{desc("backups_refused_total", "New backup copies not taken because the node held Config.MaxBackups."), u(func(s *buddy.Stats) uint64 { return s.BackupsRefused })},
 		{desc("backups_expired_total", "Backup copies dropped because their session must have expired on its owner."), u(func(s *buddy.Stats) uint64 { return s.BackupsExpired })},
 		{desc("ring_changes_total", "Membership changes that recomputed the buddy ring."), u(func(s *buddy.Stats) uint64 { return s.RingChanges })},
 		{desc("failovers_total", "Backup copies handed out, or taken over here, because their owner was gone."), u(func(s *buddy.Stats) uint64 { return s.Failovers })},
 		{desc("sessions_handed_out_total", "Fetches of other nodes that this node answered with a session."), u(func(s *buddy.Stats) uint64 { return s.HandedOut })},
 		{desc("fetch_pending_total", "Fetches of other nodes answered \"ask again\" because the session was busy here."), u(func(s *buddy.Stats) uint64 { return s.FetchPending })},
 		{desc("ownership_moves_total", "Owned sessions this node gave up to another node."), u(func(s *buddy.Stats) uint64 { return s.OwnershipMoves })},
+		{desc("ownership_moves_refused_total", "Handovers this node's buddy refused because it had handed its copy out already (it took this node for dead)."), u(func(s *buddy.Stats) uint64 { return s.MovesRefused })},
 		{desc("sessions_fenced_total", "Owned sessions dropped because another node owns them under a newer epoch."), u(func(s *buddy.Stats) uint64 { return s.FencedLocal })},
 		{desc("pauses_total", "Times this process was found paused for longer than DeadAfter."), u(func(s *buddy.Stats) uint64 { return s.Pauses })},
 		{desc("config_mismatches_total", "Peers found with other cookie keys or settings (each time one is found)."), u(func(s *buddy.Stats) uint64 { return s.ConfigMismatches })},

@@ -34,7 +34,7 @@ func (f *fakeNode) Stats() buddy.Stats { return f.st }
 // fixedStats gives every counter a distinct value, so that the golden
 // exposition shows which field feeds which metric.
 func fixedStats() (fakeManager, *fakeNode) {
-	m := fakeManager{Sessions: 42, CookiesRejected: 3, Fetched: 7, Gone: 2, Unavailable: 1}
+	m := fakeManager{Sessions: 42, CookiesRejected: 3, Fetched: 7, Gone: 2, Unavailable: 1, Commits: 34, Evicted: 35}
 	var lat, sizes buddy.Histogram
 	for _, v := range []uint64{0, 1, 3, 900, 1000, 1500, 40_000, 1 << 31} { // microseconds
 		lat.Count++
@@ -62,6 +62,7 @@ func fixedStats() (fakeManager, *fakeNode) {
 		Fetches:   map[string]uint64{buddy.SourceBackup: 22, buddy.SourceUnavailable: 23},
 		HandedOut: 24, FetchPending: 25, OwnershipMoves: 26, FencedLocal: 27, Pauses: 28, ConfigMismatches: 29,
 		Promoted: 30, TransferSessions: 31, TransferBytes: 32, Drains: 33,
+		DegradedAlone: 36, BackupsRefused: 37, MovesRefused: 38,
 	}}
 	return m, n
 }
@@ -214,8 +215,8 @@ func TestNewErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(c); n != 5 {
-		t.Fatalf("%d metrics from a manager alone, want 5", n)
+	if n := testutil.CollectAndCount(c); n != 7 {
+		t.Fatalf("%d metrics from a manager alone, want 7", n)
 	}
 	if v := gatherOne(t, c, "shop_sessions").GetGauge().GetValue(); v != 2 {
 		t.Fatalf("shop_sessions %v", v)

@@ -94,7 +94,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 			t.Errorf("%s: unbalanced parentheses", e)
 		}
 	}
-	for _, must := range []string{"tandem_sessions", "tandem_replication_acks_total", "tandem_replication_latency_seconds",
+	for _, must := range []string{"tandem_sessions", "tandem_commits_total", "tandem_replication_acks_total", "tandem_replication_latency_seconds",
 		"tandem_replication_degraded_commits_total", "tandem_failovers_total", "tandem_unavailable_total", "tandem_replication_rejected_total"} {
 		if !seen[must] {
 			t.Errorf("the dashboard does not show %s", must)

@@ -93,8 +93,10 @@ func ExampleNew_managerOnly() {
 		fmt.Println(mf.GetName(), mf.GetMetric()[0].GetLabel()[0].GetValue())
 	}
 	// Output:
+	// tandem_commits_total shop
 	// tandem_cookies_rejected_total shop
 	// tandem_sessions shop
+	// tandem_sessions_evicted_total shop
 	// tandem_sessions_fetched_total shop
 	// tandem_sessions_gone_total shop
 	// tandem_unavailable_total shop

@@ -138,6 +138,10 @@ tandem_backups{node="n2"} 5
 # TYPE tandem_cookies_rejected_total counter
 tandem_cookies_rejected_total{node="n1"} 1
 tandem_cookies_rejected_total{node="n2"} 0
+# HELP tandem_commits_total Requests whose session changes this node committed (a session created, changed, regenerated or ended), whether or not a buddy acknowledged them.
+# TYPE tandem_commits_total counter
+tandem_commits_total{node="n1"} 5
+tandem_commits_total{node="n2"} 0
 # HELP tandem_replication_acks_total Synchronous commits the buddy acknowledged.
 # TYPE tandem_replication_acks_total counter
 tandem_replication_acks_total{node="n1"} 5
@@ -155,7 +159,7 @@ tandem_has_buddy{node="n2"} 1
 tandem_node_info{id="n1",mode="sync",node="n1"} 1
 tandem_node_info{id="n2",mode="sync",node="n2"} 1
 `
-	names := []string{"tandem_sessions", "tandem_backups", "tandem_cookies_rejected_total", "tandem_replication_acks_total",
+	names := []string{"tandem_sessions", "tandem_backups", "tandem_cookies_rejected_total", "tandem_commits_total", "tandem_replication_acks_total",
 		"tandem_replication_degraded_commits_total", "tandem_has_buddy", "tandem_node_info"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)

@@ -122,7 +122,7 @@ func TestDashboardOnPrometheus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	for {
-		r, err := query(`sum(rate(tandem_replication_acks_total[30s])) > 0 and count(count_over_time(up[1m]) >= 4) == 2`)
+		r, err := query(`sum(rate(tandem_commits_total[30s])) > 0 and sum(rate(tandem_replication_acks_total[30s])) > 0 and count(count_over_time(up[1m]) >= 4) == 2`)
 		if err == nil && len(r.Data.Result) > 0 {
 			break
 		}
@@ -140,6 +140,7 @@ func TestDashboardOnPrometheus(t *testing.T) {
 	// The panels that must show data with one busy node and its buddy.
 	wantData := map[string]bool{
 		"tandem_sessions":                         true,
+		"rate(tandem_commits_total":               true,
 		"tandem_backups":                          true,
 		"rate(tandem_replication_acks_total":      true,
 		"tandem_replication_latency_seconds":      true,
