@@ -62,3 +62,51 @@ func TestRegenerateGraceAcrossCluster(t *testing.T) {
 		t.Fatalf("new cookie after the grace window reads %v", got)
 	}
 }
+
+// The new session may move before a request with the old cookie comes (a
+// parallel request with the new cookie reached another node): the node it
+// moved to serves the old ID too, and so does every other node. Moving the
+// session does not stretch the window: it ends RegenerateGrace after the
+// login wherever the session is by then.
+func TestRegenerateGraceAfterTheNewSessionMoved(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	ms, _ := coreCluster(t, 3, fastTimers, func(_ int, c *core.Config) {
+		c.Now = clock
+		c.RegenerateGrace = 10 * time.Second
+	})
+	b := &browser{t: t}
+	b.do(ms[0], "/set?cart=apple")
+	old := b.cookie
+	b.do(ms[0], "/login")
+	newID := b.id
+	// n1's buddy is n2; n3 knew nothing of the login when the new session
+	// moved there.
+	if got := readAll(t, ms[2], b.cookie); got["cart"] != "apple" {
+		t.Fatalf("new cookie via n3: %v", got)
+	}
+	for _, m := range []*member{ms[2], ms[0], ms[1]} {
+		got, code, id := read(t, m, old)
+		if code != http.StatusOK || id != newID || got["cart"] != "apple" {
+			t.Fatalf("old cookie via %s after the new session moved to n3: %d, session %s %v; want %s", m.node.ID(), code, id, got, newID)
+		}
+	}
+	// 6 s after the login the session moves again (to n3 with the new
+	// cookie): the window still ends 10 s after the login, not 10 s after
+	// the move.
+	advance(6 * time.Second)
+	if got := readAll(t, ms[2], b.cookie); got["cart"] != "apple" {
+		t.Fatalf("new cookie via n3 at 6 s: %v", got)
+	}
+	advance(5 * time.Second)
+	for _, m := range ms {
+		if _, _, id := read(t, m, old); id == newID {
+			t.Fatalf("old cookie via %s 11 s after the login still loads the session", m.node.ID())
+		}
+	}
+	if got := readAll(t, ms[0], b.cookie); got["cart"] != "apple" {
+		t.Fatalf("new cookie after the window: %v", got)
+	}
+}

@@ -25,6 +25,13 @@ type Change struct {
 	// PrevID, when not empty, is the ID the session had before it was
 	// regenerated; that ID is dead and its copy must be dropped.
 	PrevID string
+	// PrevUntil, on a copy handed over with PrevID, is when the grace
+	// window of that regeneration ends (Config.RegenerateGrace from the
+	// login, on the node that regenerated it): until then a request with
+	// PrevID gets this session on the node the copy went to. It travels
+	// with the copy, so that moving the session does not extend the
+	// window. Zero: the receiver counts its own RegenerateGrace from now.
+	PrevUntil time.Time
 	// Base is the version the delta applies to (0 for a new session).
 	Base uint64
 	// Version is the session's version after the change.

@@ -103,6 +103,9 @@ func (m *Manager) Surrender(ctx context.Context, id string) (c *Change, held boo
 			c, held = m.Surrender(ctx, next.id)
 			if c != nil {
 				c.PrevID = id
+				if until := m.renames.until(id, m.now()); until > 0 {
+					c.PrevUntil = unixTime(until)
+				}
 			}
 			return c, held
 		}
@@ -134,6 +137,12 @@ func (m *Manager) Surrender(ctx context.Context, id string) (c *Change, held boo
 		m.log.Debug("tandem: session handed over while requests held it", "id", id, "requests", rec.users)
 	}
 	c = rec.fullChange("")
+	if prev, until, ok := m.renames.from(id, m.now()); ok {
+		// Regenerated here (or on the node it came from) within the grace
+		// window: the node it goes to serves the old ID too, until the
+		// window's end.
+		c.PrevID, c.PrevUntil = prev, unixTime(until)
+	}
 	rec.dead, rec.moved = true, true
 	close(rec.leaving)
 	rec.mu.Unlock()
@@ -339,10 +348,11 @@ func (m *Manager) fetchOnce(ctx context.Context, id string, route Route, local *
 		return nil, nil
 	}
 	rec, err := m.installReport(ctx, c)
-	if err == nil && c.PrevID != "" && c.PrevID == id {
+	if err == nil {
 		// The owner regenerated the session within its grace window: the
-		// other requests with the old ID get it here too.
-		m.renamed(id, c.ID, m.now())
+		// other requests with the old ID get it here too, until the window
+		// ends where it began.
+		m.adoptRename(c, id, m.now())
 	}
 	if err != nil {
 		m.log.Warn("tandem: fetched session not installed", "id", id, "err", err)

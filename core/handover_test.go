@@ -376,3 +376,31 @@ func TestInstallAppliesLimits(t *testing.T) {
 		t.Fatal("a copy within the limits was not stored")
 	}
 }
+
+// A rename a copy brings lasts until the window's end it names, never
+// beyond this node's own RegenerateGrace from now; a copy without an end
+// counts only when the request brought the old ID.
+func TestAdoptRenameBoundsTheWindow(t *testing.T) {
+	m, clk := newManager(t, func(c *Config) { c.RegenerateGrace = 10 * time.Second })
+	now := clk.Now().UnixNano()
+	grace := int64(10 * time.Second)
+	for _, tc := range []struct {
+		name  string
+		until time.Time
+		asked string
+		want  int64 // 0: no rename
+	}{
+		{"the window's end", clk.Now().Add(3 * time.Second), "new1", now + int64(3*time.Second)},
+		{"an end beyond the grace", clk.Now().Add(time.Hour), "new2", now + grace},
+		{"an end already past", clk.Now().Add(-time.Second), "new3", 0},
+		{"no end, the old ID asked", time.Time{}, "old4", now + grace},
+		{"no end, the new ID asked", time.Time{}, "new5", 0},
+	} {
+		n := tc.asked[len(tc.asked)-1:] // each case its own pair of IDs
+		newID, oldID := "new"+n, "old"+n
+		m.adoptRename(&Change{ID: newID, PrevID: oldID, PrevUntil: tc.until}, tc.asked, now)
+		if got := m.renames.until(oldID, now); got != tc.want {
+			t.Errorf("%s: the old ID leads to the session until %d, want %d", tc.name, got-now, tc.want-now)
+		}
+	}
+}

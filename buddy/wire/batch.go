@@ -85,9 +85,15 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// flagClear is bit 0 of a delta or full record's flags byte; every other
-// bit is reserved and must be zero.
-const flagClear = 1 << 0
+// The flags byte of a delta or full record: flagClear is bit 0;
+// flagPrevUntil (bit 1) means a varint of Change.PrevUntil (unix
+// nanoseconds) follows the access time, and is set only with a PrevID.
+// Every other bit is reserved and must be zero.
+const (
+	flagClear     = 1 << 0
+	flagPrevUntil = 1 << 1
+	flagsKnown    = flagClear | flagPrevUntil
+)
 
 // Smallest encodings, used to reject counts the remaining bytes cannot hold
 // before anything is allocated for them.
@@ -154,9 +160,16 @@ func AppendBatch(dst []byte, recs []Record) []byte {
 			if c.Clear {
 				flags |= flagClear
 			}
+			until := c.PrevID != "" && !c.PrevUntil.IsZero()
+			if until {
+				flags |= flagPrevUntil
+			}
 			dst = append(dst, flags)
 			dst = binary.AppendVarint(dst, unixNano(c.Created))
 			dst = binary.AppendVarint(dst, unixNano(c.Accessed))
+			if until {
+				dst = binary.AppendVarint(dst, unixNano(c.PrevUntil))
+			}
 			dst = binary.AppendUvarint(dst, uint64(len(c.Set)))
 			for _, a := range c.Set {
 				dst = appendString(dst, a.Key)
@@ -195,7 +208,7 @@ func batchSize(recs []Record) int {
 			n += 1 + 5*v + 1 + 2*v + 2*v
 			continue
 		}
-		n += 1 + 3*v + len(c.ID) + len(c.PrevID) + len(r.To) + 5*v + 1 + 2*v
+		n += 1 + 3*v + len(c.ID) + len(c.PrevID) + len(r.To) + 5*v + 1 + 3*v
 		for _, a := range c.Set {
 			n += 2*v + len(a.Key) + len(a.Value)
 		}
@@ -357,8 +370,11 @@ func (r *reader) decodeChange(c *core.Change, lim Limits) error {
 	if err != nil {
 		return err
 	}
-	if flags&^flagClear != 0 {
-		return r.fail(ErrMalformed, "reserved flag bits %#02x set", flags&^flagClear)
+	if flags&^flagsKnown != 0 {
+		return r.fail(ErrMalformed, "reserved flag bits %#02x set", flags&^flagsKnown)
+	}
+	if flags&flagPrevUntil != 0 && c.PrevID == "" {
+		return r.fail(ErrMalformed, "a grace window's end without a previous ID")
 	}
 	c.Clear = flags&flagClear != 0
 	created, err := r.varint("created")
@@ -370,6 +386,13 @@ func (r *reader) decodeChange(c *core.Change, lim Limits) error {
 		return err
 	}
 	c.Created, c.Accessed = fromUnixNano(created), fromUnixNano(accessed)
+	if flags&flagPrevUntil != 0 {
+		until, err := r.varint("grace window end")
+		if err != nil {
+			return err
+		}
+		c.PrevUntil = fromUnixNano(until)
+	}
 
 	n, err := r.count("set count", minPair, lim.MaxAttrs, "MaxAttrs")
 	if err != nil {

@@ -41,6 +41,7 @@ func wtSampleRecords() []Record {
 		{Kind: KindMove, Change: &core.Change{ID: "sess-j", Epoch: 7}, To: "n3"},
 		{Kind: KindDelta, Change: &core.Change{ID: "sess-i", Base: MaxVersion - 2, Version: MaxVersion - 1,
 			Created: time.Unix(0, -1), Accessed: time.Unix(0, 1<<62)}},
+		{Kind: KindFull, Change: &core.Change{ID: "sess-k", PrevID: "sess-k0", PrevUntil: t2, Version: 3, Full: true}},
 	}
 }
 
@@ -69,7 +70,7 @@ func wtEqualChange(k Kind, a, b *core.Change) error {
 	if a.PrevID != b.PrevID || a.Base != b.Base || a.Version != b.Version || a.Full != b.Full || a.Clear != b.Clear || a.Removed != b.Removed {
 		return fmt.Errorf("header %+v != %+v", *a, *b)
 	}
-	if !a.Created.Equal(b.Created) || !a.Accessed.Equal(b.Accessed) {
+	if !a.Created.Equal(b.Created) || !a.Accessed.Equal(b.Accessed) || !a.PrevUntil.Equal(b.PrevUntil) {
 		return fmt.Errorf("times %v/%v != %v/%v", a.Created, a.Accessed, b.Created, b.Accessed)
 	}
 	if len(a.Set) != len(b.Set) || len(a.Deleted) != len(b.Deleted) {
@@ -352,7 +353,8 @@ func TestBatchMalformed(t *testing.T) {
 	}{
 		{"valid delta", delta(0), nil},
 		{"valid clear", delta(flagClear), nil},
-		{"reserved flag", delta(2), ErrMalformed},
+		{"reserved flag", delta(4), ErrMalformed},
+		{"grace window end without a previous ID", delta(flagPrevUntil), ErrMalformed},
 		{"reserved high flag", delta(0x80), ErrMalformed},
 		{"kind 0", one(0, 1, 's', 0), ErrMalformed},
 		{"kind 6", one(6, 1, 's', 0), ErrMalformed},
