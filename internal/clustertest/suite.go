@@ -455,17 +455,15 @@ func byID(t testing.TB, ms []*Member, id string) *Member {
 	return nil
 }
 
-// waitHeld waits until the buddy of owner holds every client's session
-// with every acknowledged write, and returns that buddy.
-func waitHeld(t testing.TB, ms []*Member, owner *Member, cs []*client) *Member {
+// waitHeld waits until owner's buddy is b and b holds every client's
+// session with every acknowledged write (a ring that changes meanwhile is
+// waited out).
+func waitHeld(t testing.TB, owner, b *Member, cs []*client) {
 	t.Helper()
-	var b *Member
-	waitFor(t, owner.ID+"'s buddy holds its sessions", func() (bool, string) {
-		id := owner.Node.Stats().Buddy
-		if id == "" {
-			return false, owner.ID + " has no buddy"
+	waitFor(t, fmt.Sprintf("%s, %s's buddy, holds its sessions", b.ID, owner.ID), func() (bool, string) {
+		if id := owner.Node.Stats().Buddy; id != b.ID {
+			return false, fmt.Sprintf("%s's buddy is %q", owner.ID, id)
 		}
-		b = byID(t, ms, id)
 		for _, c := range cs {
 			if ok, why := c.heldBy(b, owner.ID); !ok {
 				return false, why
@@ -473,7 +471,6 @@ func waitHeld(t testing.TB, ms []*Member, owner *Member, cs []*client) *Member {
 		}
 		return true, ""
 	})
-	return b
 }
 
 func replication(t *testing.T, nc NewCluster) {
@@ -507,14 +504,14 @@ func replication(t *testing.T, nc NewCluster) {
 		c.set(t, next, "c", "moved")
 		c.check(t, ms[(i+2)%3])
 	}
-	for _, m := range ms {
+	for i, m := range ms {
 		var owned []*client
 		for _, c := range cs {
 			if _, ok := m.Manager.Owned(c.id); ok {
 				owned = append(owned, c)
 			}
 		}
-		waitHeld(t, ms, m, owned)
+		waitHeld(t, m, ms[(i+1)%3], owned)
 	}
 }
 
@@ -522,9 +519,7 @@ func failover(t *testing.T, nc NewCluster) {
 	_, ms := setup(t, nc, 3, 3)
 	n1, n2, n3 := ms[0], ms[1], ms[2]
 	cs := clients(t, 8, func(int) *Member { return n1 })
-	if b := waitHeld(t, ms, n1, cs); b != n2 {
-		t.Fatalf("n1's buddy is %s, want n2", b.ID)
-	}
+	waitHeld(t, n1, n2, cs)
 	n1.Kill()
 	// At once, whether or not the death was noticed yet: the survivors
 	// serve every acknowledged write, of the same session, and take writes.
@@ -538,7 +533,7 @@ func failover(t *testing.T, nc NewCluster) {
 	if got := n2.Node.Stats().Failovers + n3.Node.Stats().Failovers; got == 0 {
 		t.Error("no failover counted")
 	}
-	for _, s := range survivors {
+	for i, s := range survivors {
 		var owned []*client
 		for _, c := range cs {
 			if _, ok := s.Manager.Owned(c.id); ok {
@@ -548,7 +543,7 @@ func failover(t *testing.T, nc NewCluster) {
 		if len(owned) == 0 {
 			t.Errorf("%s owns none of the sessions it served", s.ID)
 		}
-		waitHeld(t, ms, s, owned)
+		waitHeld(t, s, survivors[(i+1)%2], owned)
 	}
 	for i, c := range cs {
 		c.check(t, survivors[(i+1)%2])
@@ -559,9 +554,7 @@ func drain(t *testing.T, nc NewCluster) {
 	_, ms := setup(t, nc, 3, 3)
 	n1, n2, n3 := ms[0], ms[1], ms[2]
 	cs := clients(t, 8, func(int) *Member { return n2 })
-	if b := waitHeld(t, ms, n2, cs); b != n3 {
-		t.Fatalf("n2's buddy is %s, want n3", b.ID)
-	}
+	waitHeld(t, n2, n3, cs)
 	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
 	defer cancel()
 	if err := n2.Drain(ctx); err != nil {
@@ -586,7 +579,7 @@ func drain(t *testing.T, nc NewCluster) {
 		return true, ""
 	})
 	waitConverged(t, ms...)
-	waitHeld(t, ms, n3, cs)
+	waitHeld(t, n3, n1, cs)
 	for i, c := range cs {
 		c.check(t, []*Member{n1, n3}[i%2])
 		c.set(t, n1, "c", "after")
@@ -598,15 +591,11 @@ func join(t *testing.T, nc NewCluster) {
 	c, ms := setup(t, nc, 4, 3)
 	n1, n3 := ms[0], ms[2]
 	cs := clients(t, 8, func(int) *Member { return n3 })
-	if b := waitHeld(t, ms, n3, cs); b != n1 {
-		t.Fatalf("n3's buddy is %s, want n1 (n4 has not started)", b.ID)
-	}
+	waitHeld(t, n3, n1, cs)
 	n4 := Start(t, c, "n4") // n3's successor: its new buddy
 	ms = append(ms, n4)
 	waitConverged(t, ms...)
-	if b := waitHeld(t, ms, n3, cs); b != n4 {
-		t.Fatalf("n3's buddy is %s, want n4", b.ID)
-	}
+	waitHeld(t, n3, n4, cs)
 	waitFor(t, "n1 drops its copies of n3's sessions", func() (bool, string) {
 		if ids := n1.Node.BackupIDs("n3"); len(ids) > 0 {
 			return false, fmt.Sprintf("n1 holds %v", ids)
@@ -616,7 +605,7 @@ func join(t *testing.T, nc NewCluster) {
 	for i, c := range cs {
 		c.set(t, n3, "c", fmt.Sprint(i))
 	}
-	waitHeld(t, ms, n3, cs)
+	waitHeld(t, n3, n4, cs)
 	n3.Kill()
 	for i, c := range cs {
 		c.check(t, []*Member{n4, n1, ms[1]}[i%3])
@@ -628,21 +617,17 @@ func restart(t *testing.T, nc NewCluster) {
 	_, ms := setup(t, nc, 3, 3)
 	n1, n2, n3 := ms[0], ms[1], ms[2]
 	cs := clients(t, 8, func(int) *Member { return n1 })
-	waitHeld(t, ms, n1, cs)
+	waitHeld(t, n1, n2, cs)
 	n2.Kill() // n1's buddy
 	waitConverged(t, ms...)
-	if b := waitHeld(t, ms, n1, cs); b != n3 {
-		t.Fatalf("n1's buddy is %s, want n3 while n2 is dead", b.ID)
-	}
+	waitHeld(t, n1, n3, cs)
 	n2.Restart(t) // empty, under its ID: n1's buddy again
 	waitConverged(t, ms...)
-	if b := waitHeld(t, ms, n1, cs); b != n2 {
-		t.Fatalf("n1's buddy is %s, want the restarted n2", b.ID)
-	}
+	waitHeld(t, n1, n2, cs)
 	for i, c := range cs {
 		c.set(t, n1, "c", fmt.Sprint(i))
 	}
-	waitHeld(t, ms, n1, cs)
+	waitHeld(t, n1, n2, cs)
 	n1.Kill()
 	for i, c := range cs {
 		c.check(t, []*Member{n2, n3}[i%2])
