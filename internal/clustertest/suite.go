@@ -397,7 +397,7 @@ func converged(ms []*Member) (bool, string) {
 			want = live[(i+1)%len(live)].ID
 		}
 		if got := m.Node.Stats().Buddy; got != want {
-			return false, fmt.Sprintf("%s's buddy is %q, want %q", m.ID, got, want)
+			return false, fmt.Sprintf("%s's buddy is %q, want %q; it sees %+v", m.ID, got, want, m.Node.Peers())
 		}
 		if want != "" && !m.Node.Ready() {
 			return false, m.ID + " is not ready"
