@@ -25,8 +25,10 @@ type Member struct {
 // Membership is a membership layer the node trusts for who is in the
 // cluster and alive, instead of probing its peers itself (Config.Membership;
 // buddy/memberlist implements it on hashicorp/memberlist). The node calls
-// Join once from New, Members whenever the layer signals a change, Leave
-// once its drain is done (Shutdown), and Close from Close.
+// Join once from New, Members whenever the layer signals a change (and each
+// PingInterval, to find the peers the layer reports alive that this node
+// took for dead when their replication failed: those it pings), Leave once
+// its drain is done (Shutdown), and Close from Close.
 type Membership interface {
 	// Join starts the layer for this node, self (its ID, replication
 	// address, zone and incarnation), and returns once it has joined the
@@ -218,8 +220,8 @@ func (n *Node) bootOf(p Peer) (uint64, error) {
 	return 0, fmt.Errorf("buddy: %s did not say its boot", p.ID)
 }
 
-// probeLoop runs a probe round every PingInterval (when the node has no
-// Config.Membership), asks Discovery every DiscoveryInterval, and applies
+// probeLoop runs a probe round every PingInterval (with Config.Membership,
+// recheckDown instead), asks Discovery every DiscoveryInterval, and applies
 // Membership's changes. A tick that comes much later than due means this
 // process was paused (SIGSTOP, a VM freeze) long enough for the peers to
 // think it dead: its sessions may have been taken over meanwhile, so it
@@ -252,13 +254,45 @@ func (n *Node) probeLoop() {
 			last = now
 			// A round runs beside the loop (one at a time), so that a
 			// slow one delays neither Discovery nor the next tick.
-			if n.cfg.Membership == nil && n.roundBusy.CompareAndSwap(false, true) {
-				if !n.spawn(func() { defer n.roundBusy.Store(false); n.probeRound() }) {
+			if n.roundBusy.CompareAndSwap(false, true) {
+				round := n.probeRound
+				if n.cfg.Membership != nil {
+					round = n.recheckDown
+				}
+				if !n.spawn(func() { defer n.roundBusy.Store(false); round() }) {
 					n.roundBusy.Store(false)
 				}
 			}
 		}
 	}
+}
+
+// recheckDown pings, with Config.Membership, the peers that the layer
+// reports alive but that this node took for dead itself (a replication
+// that failed, markDown): one that answers is alive again. The node probes
+// nobody else in that mode, and the layer, which never saw the peer fail,
+// sends no change that would bring it back: a node that had just started
+// and refused a peer's first batch (it did not know that peer yet) stayed
+// out of the peer's ring until the next membership change.
+func (n *Node) recheckDown() {
+	var down []Peer
+	for _, mb := range n.cfg.Membership.Members() {
+		if mb.ID == n.cfg.ID || mb.State != Alive && mb.State != Suspect && mb.State != Unknown {
+			continue
+		}
+		if p, ok := n.view.peer(mb.ID); ok && !n.view.answers(mb.ID) {
+			down = append(down, p)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, p := range down {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
+			defer cancel()
+			n.pingOnce(ctx, p)
+		})
+	}
+	wg.Wait()
 }
 
 // The failure detector's fan-out (PROTOCOL.md section 4c): each round

@@ -1,7 +1,9 @@
 package buddy
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -112,4 +114,44 @@ func TestProbeWorkIsBounded(t *testing.T) {
 	if !agreed(ms) {
 		t.Fatalf("rings differ: %v", rings(ms))
 	}
+}
+
+// fixedMembership is a membership layer that reports a fixed list of
+// members, all alive, and never a change.
+type fixedMembership struct{ members []Member }
+
+func (f *fixedMembership) Join(context.Context, Member, func()) error { return nil }
+func (f *fixedMembership) Members() []Member                          { return f.members }
+func (f *fixedMembership) Leave(context.Context) error                { return nil }
+func (f *fixedMembership) Close() error                               { return nil }
+
+// TestMembershipPeerTakenForDeadComesBack: with Config.Membership, a peer
+// this node took for dead itself (its replication failed: it had just
+// started and did not know this node yet) while the layer reports it
+// alive is alive again once it answers a ping; the layer, which saw no
+// failure, sends no change that would bring it back.
+func TestMembershipPeerTakenForDeadComesBack(t *testing.T) {
+	lns := make([]net.Listener, 2)
+	mem := &fixedMembership{}
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i] = ln
+		mem.members = append(mem.members, Member{Peer: Peer{ID: fmt.Sprintf("n%d", i+1), Addr: ln.Addr().String()}, State: Alive})
+	}
+	var ms []*member
+	for i, ln := range lns {
+		cfg := Config{ID: mem.members[i].ID, Listener: ln, ClusterKeys: [][]byte{testClusterKey}, Membership: mem}
+		fastTimers(&cfg)
+		ms = append(ms, startMember(t, cfg))
+	}
+	waitRing(t, ms)
+	n1 := ms[0].node
+	n1.markDown("n2")
+	if n1.alive("n2") {
+		t.Fatal("n2 still in n1's ring after markDown")
+	}
+	waitFor(t, "n2 back in n1's ring", func() bool { return n1.alive("n2") && n1.Stats().Buddy == "n2" })
 }
