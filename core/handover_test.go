@@ -404,3 +404,42 @@ func TestAdoptRenameBoundsTheWindow(t *testing.T) {
 		}
 	}
 }
+
+// Two installs of one session at once (a drain's promotion and a fetch of
+// the same session on the node that takes it) leave one live record: each
+// install hands back the record stored, or one that is marked dead so that
+// a request holding it fails its commit. Before, both stored theirs, and a
+// request committed into the record the other had replaced: its write was
+// lost (the history checker's fork in rolling-restart).
+func TestConcurrentInstallsKeepOneRecord(t *testing.T) {
+	m, clk := newManager(t, nil)
+	for range 300 {
+		id := newID()
+		var wg sync.WaitGroup
+		recs := make([]*record, 8)
+		for i := range recs {
+			wg.Go(func() {
+				c := &Change{ID: id, Epoch: 2, Version: 12, Full: true, Set: []Attr{{Key: "k", Value: []byte(`"v"`)}},
+					Created: clk.Now(), Accessed: clk.Now()}
+				rec, err := m.installReport(t.Context(), c)
+				if err != nil {
+					t.Error(err)
+				}
+				recs[i] = rec
+			})
+		}
+		wg.Wait()
+		stored, ok := m.store.get(id, clk.Now().UnixNano())
+		if !ok {
+			t.Fatal("no record stored")
+		}
+		for _, r := range recs {
+			r.mu.Lock()
+			dead := r.dead
+			r.mu.Unlock()
+			if r != stored && !dead {
+				t.Fatalf("an install handed back a live record that is not the one stored")
+			}
+		}
+	}
+}

@@ -248,6 +248,7 @@ func (m *Manager) install(c *Change, evs *[]pendingEvent) (*record, error) {
 	if err := m.checkSize(len(c.Set), size); err != nil {
 		return nil, fmt.Errorf("tandem: install %s: %w", c.ID, err)
 	}
+	defer m.store.lockInstall(c.ID)()
 	now := m.now()
 	if old, ok := m.store.get(c.ID, now); ok {
 		old.mu.Lock()

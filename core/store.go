@@ -116,10 +116,16 @@ type store struct {
 }
 
 type shard struct {
-	mu      sync.RWMutex
-	m       map[string]*record
-	buckets map[int64]map[*record]struct{}
-	due     bucketHeap
+	mu sync.RWMutex
+	// installs serializes the installs of copies (Manager.install) of the
+	// shard's sessions, from looking up the record held to storing the
+	// new one: two installs of one session at once (a drain's promotion
+	// and a fetch) would otherwise both store theirs, and a request would
+	// commit into the record the other replaced.
+	installs sync.Mutex
+	m        map[string]*record
+	buckets  map[int64]map[*record]struct{}
+	due      bucketHeap
 	// first and last are the ends of the list of first-visit sessions,
 	// oldest first.
 	first, last *record
@@ -136,6 +142,14 @@ func newStore(idle, firstIdle, life, width int64, max int) *store {
 
 func (s *store) shard(id string) *shard {
 	return &s.shards[maphash.String(s.seed, id)%shardCount]
+}
+
+// lockInstall serializes the installs of session id; it returns the
+// unlock.
+func (s *store) lockInstall(id string) func() {
+	sh := s.shard(id)
+	sh.installs.Lock()
+	return sh.installs.Unlock
 }
 
 // get returns the live record for id.
