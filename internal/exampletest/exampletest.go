@@ -50,7 +50,7 @@ func Drive(t *testing.T, dir string) {
 		"TANDEM_COOKIE_HASH_KEY="+strings.Repeat("ab", 32),
 		"TANDEM_COOKIE_BLOCK_KEY="+strings.Repeat("cd", 32))
 	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs // one writer: os/exec serializes the writes
+	cmd.Stdout, cmd.Stderr = &logs, &logs                              // one writer: os/exec serializes the writes
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // it dies with the test
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
