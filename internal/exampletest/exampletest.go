@@ -50,8 +50,10 @@ func Drive(t *testing.T, dir string) {
 		"TANDEM_COOKIE_HASH_KEY="+strings.Repeat("ab", 32),
 		"TANDEM_COOKIE_BLOCK_KEY="+strings.Repeat("cd", 32))
 	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs                              // one writer: os/exec serializes the writes
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // it dies with the test
+	// One writer for both: os/exec serializes the writes. The child dies
+	// with the test binary.
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
