@@ -252,6 +252,18 @@ func (b *backups) endHere(id, self string, epoch uint64, now int64) {
 	sh.mu.Unlock()
 }
 
+// endedHere returns the epoch under which session id ended on this node
+// (self), as endHere recorded it.
+func (b *backups) endedHere(id, self string) (uint64, bool) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if bk, ok := sh.m[id]; ok && bk.ended && bk.owner == self {
+		return bk.epoch, true
+	}
+	return 0, false
+}
+
 // entry is what the node knows of one session ID: a copy or a fence.
 type entry struct {
 	holder string // the copy's owner, or the node a fence points to ("" when ended)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/tandemsession/tandem/buddy/wire"
 )
 
 // While a node drains, parallel requests for its sessions at its buddy (the
@@ -57,5 +59,52 @@ func TestParallelRequestsAtTheBuddyDuringDrain(t *testing.T) {
 		for _, m := range ms[1:] {
 			m.kill()
 		}
+	}
+}
+
+// A session that moved away while its owner was resending every session
+// to its buddy (a drain's last copy, a state transfer) is not "gone" for
+// the buddy: the resend says nothing of it, so the buddy keeps what the
+// move left (a fence for the new owner, or, when the buddy took the
+// session itself, its copy to take should the owner's answer be lost).
+// Before, the resend sent a removal that dropped that copy: a drain that
+// ended before its answer left the session nowhere, and the user got a
+// fresh session on the buddy (the rolling-restart failure). A session that
+// ended here (a logout) still gets its removal, under its epoch.
+func TestResendSaysNothingOfSessionsThatMoved(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	n1, n2, n3 := ms[0], ms[1], ms[2] // n1's buddy is n2
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	if !w.write(n1, "k", "1") {
+		t.Fatal("write refused")
+	}
+	id := w.b.id
+	if !w.write(n3, "k", "2") { // moves it to n3: n2 holds a fence for n3
+		t.Fatal("write via n3 refused")
+	}
+	if recs := n1.node.fullCopies([]string{id}); len(recs) != 0 {
+		t.Fatalf("a resend of the moved session sends %d records (kind %v), want none", len(recs), recs[0].Kind)
+	}
+	n1.node.sender.addResync([]string{id}) // as a resend of every session would
+	if err := n1.node.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := n2.node.backups.lookup(id); !ok || !e.fence || e.ended {
+		t.Fatalf("n2 holds %+v (%v) after the resend, want its fence for n3", e, ok)
+	}
+	w.check(t, n2)
+
+	// A logout on n1: its resend is the removal, under the session's epoch.
+	out := &writer{b: browser{t: t}, acked: map[string]string{}}
+	if !out.write(n1, "k", "1") {
+		t.Fatal("write refused")
+	}
+	ended := out.b.id
+	if rec := out.b.do(n1, "/logout"); rec.Code != 200 {
+		t.Fatalf("logout: %d", rec.Code)
+	}
+	recs := n1.node.fullCopies([]string{ended})
+	if len(recs) != 1 || recs[0].Kind != wire.KindRemove || recs[0].Change.Epoch == 0 {
+		t.Fatalf("a resend of a session that ended here: %+v, want one removal under its epoch", recs)
 	}
 }

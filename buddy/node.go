@@ -420,8 +420,15 @@ func (n *Node) Backup(id string) (c *core.Change, owner string, ok bool) {
 // every owner when owner is "".
 func (n *Node) BackupIDs(owner string) []string { return n.backups.ids(owner) }
 
-// fullCopies returns full-copy records of the given sessions, or removals
-// for those this node no longer holds.
+// fullCopies returns full-copy records of the given sessions, and
+// removals for those that ended here since. A session that is gone for
+// another reason gets nothing: one that moved has its move record (the
+// buddy's copy became a fence for the new owner, or, when the buddy itself
+// took the session, stays its copy to take should the owner's answer be
+// lost); an expired or evicted one's copy expires on the buddy by itself.
+// (A removal for a session that moved to the buddy dropped the copy the
+// buddy relied on: a drain that ended before its answer left the session
+// nowhere.)
 func (n *Node) fullCopies(ids []string) []wire.Record {
 	m := n.mgr.Load()
 	out := make([]wire.Record, 0, len(ids))
@@ -432,9 +439,11 @@ func (n *Node) fullCopies(ids []string) []wire.Record {
 				continue
 			}
 		}
-		// Gone since (ended, or moved): drop whatever copy the buddy
-		// holds from this node.
-		out = append(out, wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Removed: true}})
+		if epoch, ok := n.backups.endedHere(id, n.cfg.ID); ok {
+			// It ended here (a logout, or the old ID of a login): so it
+			// does on the buddy.
+			out = append(out, wire.Record{Kind: wire.KindRemove, Change: &core.Change{ID: id, Epoch: epoch, Removed: true}})
+		}
 	}
 	return out
 }

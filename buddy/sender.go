@@ -618,6 +618,9 @@ func (s *sender) send(to Peer, b *batch) (int, error) {
 	recs := b.recs
 	total := 0
 	for attempt := 0; ; attempt++ {
+		if len(recs) == 0 {
+			return total, nil // a resend of sessions all gone since: nothing to say
+		}
 		start := time.Now()
 		reply, raw, onWire, err := s.sendBatch(to, recs)
 		total += raw
