@@ -518,6 +518,19 @@ func (n *Node) heard(id string, p wire.Ping) {
 	}
 }
 
+// learnIncarnation pings peer id, when this node knows it, so that the
+// view holds the incarnation it runs as now. A peer that does not answer
+// in time keeps the incarnation known.
+func (n *Node) learnIncarnation(id string) {
+	p, ok := n.view.peer(id)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
+	defer cancel()
+	n.pingOnce(ctx, p)
+}
+
 // markDown records that peer id is dead without waiting for DeadAfter
 // (its replication failed, or it failed to take a handover).
 func (n *Node) markDown(id string) { n.applyChange(id, n.view.mark(id, Dead, 0)) }

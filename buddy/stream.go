@@ -75,6 +75,21 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	defer n.bufs.put(bodyBuf)
 	defer n.bufs.put(plainBuf)
 	pool, idle := &n.unauth, n.cfg.ReplicationTimeout // the sender sends its first frame at once
+	// A stream is opened by one run of its sender: before its first batch
+	// is applied, this node learns that run's incarnation (a ping), so the
+	// copies are recorded under it. Before, a sender that had just
+	// restarted and replicated before this node pinged it had its new
+	// copies recorded under its previous incarnation, and this node then
+	// took the living owner for a restarted one that holds nothing, and
+	// handed its copy out: two owners, and a logout undone.
+	learned := false
+	onBatch := func(from string, payload []byte) ([]byte, error) {
+		if !learned {
+			learned = true
+			n.learnIncarnation(from)
+		}
+		return n.onBatch(from, payload)
+	}
 	// The read deadlines are one timer of the stream's own, reset twice a
 	// frame, that ends the body's reads when it fires: on HTTP/2 every
 	// SetReadDeadline is a round trip through the connection's goroutine
@@ -124,7 +139,7 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		reply, rej := n.serve(wire.MsgBatch, n.onBatch, body, plainBuf, (*bodyBuf)[:0], func() { pool.give(size) })
+		reply, rej := n.serve(wire.MsgBatch, onBatch, body, plainBuf, (*bodyBuf)[:0], func() { pool.give(size) })
 		*bodyBuf = reply
 		if rej != nil {
 			n.rejectFrame(w, rc, rej)

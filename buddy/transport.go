@@ -342,11 +342,14 @@ func (s *sender) sendBatch(to Peer, recs []wire.Record) (reply wire.BatchReply, 
 // ping may go before this node knows it (and teaches it), any other
 // request waits for a ping first.
 func (n *Node) call(ctx context.Context, to Peer, path string, typ wire.MsgType, payload []byte) ([]byte, int, error) {
+	knewBoot := n.windows.boot(to.ID) != 0
 	out, size, err := n.callOnce(ctx, to, path, typ, payload)
 	switch {
-	case errors.Is(err, errUnauthorized) && typ != wire.MsgPing:
+	case errors.Is(err, errUnauthorized) && (typ != wire.MsgPing || knewBoot):
 		// The peer restarted under a new boot since this node learned it:
-		// learn it again (a ping), and send once more.
+		// learn it again (a ping, sealed now without a boot, as to a peer
+		// never met), and send once more. A ping refused without a boot is
+		// not resent: the peer holds another key.
 		out, size, err = n.callOnce(ctx, to, path, typ, payload)
 	case errors.Is(err, errReplayed):
 		// It arrived after too many later messages: numbered anew, once.
