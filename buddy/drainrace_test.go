@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tandemsession/tandem/buddy/wire"
 )
@@ -107,4 +108,43 @@ func TestResendSaysNothingOfSessionsThatMoved(t *testing.T) {
 	if len(recs) != 1 || recs[0].Kind != wire.KindRemove || recs[0].Change.Epoch == 0 {
 		t.Fatalf("a resend of a session that ended here: %+v, want one removal under its epoch", recs)
 	}
+}
+
+// A node that drained and restarted replicates to its buddy before the
+// buddy has pinged its new run: the buddy still has it as left, under its
+// previous incarnation. The copies must be recorded under the run that sent
+// them, so that a request for one of its sessions through the buddy is
+// sent to the living owner, not served from the buddy's copy as if the
+// owner had restarted empty (two owners; the rolling-restart run whose
+// logout was undone).
+func TestCopiesFromARestartedOwnerNameItsNewRun(t *testing.T) {
+	ms := cluster(t, 3, func(c *Config) {
+		fastTimers(c)
+		// No ping in the test's moments tells n1 of n3's new run.
+		c.PingInterval, c.SuspectAfter, c.DeadAfter = 3*time.Second, 20*time.Second, 40*time.Second
+	})
+	n1, n3 := ms[0], ms[2] // n3's buddy is n1
+	waitFor(t, "n3's buddy is n1", func() bool { return n3.node.Stats().Buddy == "n1" })
+	if err := n3.node.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	n3.mgr.Close()
+	waitFor(t, "n1 has n3 as left", func() bool { return !n1.node.view.answers("n3") })
+	n3.restart(t)
+	waitFor(t, "the new n3 has n1 as its buddy", func() bool { return n3.node.Stats().Buddy == "n1" })
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	if !w.write(n3, "k", "1") {
+		t.Fatal("write on the new n3 refused")
+	}
+	if !w.write(n1, "k", "2") { // through the buddy
+		t.Fatal("write via n1 refused")
+	}
+	if _, owned := n3.mgr.Owned(w.b.id); owned {
+		t.Fatal("n3 still owns the session that n1 served from its copy: two owners")
+	}
+	if got := n1.node.Stats().Fetches[SourceOwner]; got == 0 {
+		t.Fatalf("n1 did not get the session from its owner (fetches %v)", n1.node.Stats().Fetches)
+	}
+	w.check(t, n1)
+	w.check(t, n3)
 }
