@@ -26,8 +26,11 @@ func TestLiveHeapCountsWhatIsHeld(t *testing.T) {
 		held[i] = make([]byte, 128<<10)
 	}
 	after := LiveHeap()
-	if after-before < 8<<20 {
-		t.Fatalf("heap grew by %d holding 8 MiB", after-before)
+	// Whatever else was live before may be garbage by the second count
+	// (the runtime's, another package's): a little less than 8 MiB is
+	// held as much as 8. (Under load it grew by 8,388,592 once.)
+	if grown := after - before; grown < 7<<20 || grown > 16<<20 {
+		t.Fatalf("heap grew by %d holding 8 MiB", grown)
 	}
 	runtime.KeepAlive(held)
 }
