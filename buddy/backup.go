@@ -36,7 +36,7 @@ type backup struct {
 	ownerInc uint64 // the owner's incarnation when it sent the copy (0: unknown)
 	epoch    uint64
 	version  uint64
-	attrs    attrList // nil for a fence
+	attrs    attrList // nil for a fence, but a move's for moveKeep (keptFor)
 	created  int64
 	accessed int64
 	movedTo  string // set: a fence for the node that took the session
@@ -218,12 +218,36 @@ func (b *backups) move(owner, id string, epoch uint64, to, self string, now int6
 		return applied, wire.Fence{}
 	default:
 		fence.version, fence.created, fence.accessed = cur.version, cur.created, max(cur.accessed, now)
+		// The fence keeps the copy for a moment (keptFor): if the owner
+		// stops before its answer reaches the node it gave the session
+		// to, that node gets it here instead of losing it.
+		fence.attrs = cur.attrs
 	}
 	if to == self {
 		return applied, wire.Fence{}
 	}
 	b.set(sh, id, fence)
 	return applied, wire.Fence{}
+}
+
+// moveKeep is how long a move's fence keeps the copy for the node the
+// session went to.
+const moveKeep = int64(60e9) // a minute, in nanoseconds
+
+// keptFor returns the copy that the fence of id for node to keeps, when
+// the move was recent: the node asks for the session it was given, so the
+// owner's answer never reached it (the owner stopped first).
+func (b *backups) keptFor(id, to string, now int64) (*core.Change, bool) {
+	sh := b.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	bk, ok := sh.m[id]
+	if !ok || bk.ended || bk.movedTo != to || bk.attrs == nil || bk.accessed+moveKeep <= now {
+		return nil, false
+	}
+	c := bk.change(id)
+	c.Epoch-- // the epoch the owner gave it under: the fence's is the next
+	return c, true
 }
 
 // endedFence returns the fence that replaces a copy whose session ended
@@ -364,6 +388,9 @@ func (b *backups) expire(now, idle, life int64, dropped *[]expiredCopy) int {
 		sh := &b.shards[i]
 		sh.mu.Lock()
 		for id, bk := range sh.m {
+			if bk.fence() && bk.attrs != nil && bk.accessed+moveKeep <= now {
+				bk.attrs = nil // a move's kept copy, no longer needed
+			}
 			if bk.accessed+idle <= now || bk.created+life <= now {
 				b.del(sh, id)
 				if !bk.fence() {

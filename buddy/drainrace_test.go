@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tandemsession/tandem/buddy/wire"
+	"github.com/tandemsession/tandem/core"
 )
 
 // While a node drains, parallel requests for its sessions at its buddy (the
@@ -147,4 +148,33 @@ func TestCopiesFromARestartedOwnerNameItsNewRun(t *testing.T) {
 	}
 	w.check(t, n1)
 	w.check(t, n3)
+}
+
+// The owner gives a session to the node that asked (its buddy turned its
+// copy into a fence for that node), then stops before its answer arrives:
+// the node asks again, and the buddy hands it the copy its fence kept.
+// Before, the buddy answered "none" (a fence for the asker itself), and
+// the user got a fresh session: the rolling-restart run where a draining
+// node's connection closed under the answers.
+func TestAnswerLostWhenTheOwnerStopsAfterAMove(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	n1, n2, n3 := ms[0], ms[1], ms[2] // n3's buddy is n1
+	w := &writer{b: browser{t: t}, acked: map[string]string{}}
+	if !w.write(n3, "k", "1") {
+		t.Fatal("write refused")
+	}
+	id := w.b.id
+	st, owned := n3.mgr.Owned(id)
+	if !owned {
+		t.Fatal("n3 does not own the session it served")
+	}
+	// n3 gives the session to n2: the move reaches n1 ...
+	reply := n1.node.applyBatch("n3", []wire.Record{{Kind: wire.KindMove, Change: &core.Change{ID: id, Epoch: st.Epoch}, To: "n2"}})
+	if len(reply.Fenced) != 0 {
+		t.Fatalf("the move was fenced: %+v", reply)
+	}
+	// ... and n3 stops before n2 has the answer.
+	n3.kill()
+	waitFor(t, "n1 and n2 take n3 for dead", func() bool { return !n1.node.view.answers("n3") && !n2.node.view.answers("n3") })
+	w.check(t, n2)
 }

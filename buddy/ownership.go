@@ -175,6 +175,15 @@ func (n *Node) handOverLocked(m *core.Manager, from string, fromInc uint64, id s
 		if e.holder != from && n.view.answers(e.holder) {
 			return redirect(e.holder), nil
 		}
+		if e.holder == from {
+			// The node the owner gave the session to asks for it: the
+			// owner's answer never reached it. It gets the copy the fence
+			// kept (it refuses it if it knows a newer epoch).
+			if c, ok := n.backups.keptFor(id, from, n.cfg.Now().UnixNano()); ok {
+				n.stats.failovers.Add(1)
+				return wire.FetchReply{Status: wire.FetchFound, Copy: c, Backup: true}, nil
+			}
+		}
 		return wire.FetchReply{Status: wire.FetchNone}, nil
 	case e.holder == from && e.inc != 0 && e.inc == fromInc:
 		// The copy's owner, in the run that sent it, does not hold the
