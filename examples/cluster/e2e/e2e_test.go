@@ -214,6 +214,20 @@ func TestDashboardFailover(t *testing.T) {
 	defer cancelAlloc()
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	defer cancelCtx()
+	// The browser starts first, on a deadline of its own: its first start
+	// on a machine that just installed it (font caches) can take minutes,
+	// and once ate the scenario's whole budget in CI ("add pear: timed
+	// out" after 3 minutes, with the cluster idle and healthy).
+	launched := time.Now()
+	launch := make(chan error, 1)
+	go func() { launch <- chromedp.Do(ctx) }()
+	select {
+	case err := <-launch:
+		must(t, "start chromium", err)
+	case <-time.After(5 * time.Minute):
+		t.Fatal("chromium did not start within 5 minutes")
+	}
+	t.Logf("chromium started in %v", time.Since(launched).Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	text := func(sel string) string {
