@@ -286,11 +286,7 @@ func (n *Node) recheckDown() {
 	}
 	var wg sync.WaitGroup
 	for _, p := range down {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(n.ctx, n.pingTimeout())
-			defer cancel()
-			n.pingOnce(ctx, p)
-		})
+		wg.Go(func() { n.pingNow(p.ID) })
 	}
 	wg.Wait()
 }
@@ -518,10 +514,10 @@ func (n *Node) heard(id string, p wire.Ping) {
 	}
 }
 
-// learnIncarnation pings peer id, when this node knows it, so that the
-// view holds the incarnation it runs as now. A peer that does not answer
-// in time keeps the incarnation known.
-func (n *Node) learnIncarnation(id string) {
+// pingNow pings peer id once, when this node knows it: an answer within
+// the ping timeout tells the view that it lives and the incarnation it
+// runs as now; no answer changes nothing.
+func (n *Node) pingNow(id string) {
 	p, ok := n.view.peer(id)
 	if !ok {
 		return

@@ -9,26 +9,35 @@ import (
 	"github.com/tandemsession/tandem/core"
 )
 
+// loggedIn starts 3 nodes on a settable clock with a 10 s RegenerateGrace
+// and logs a browser with a cart in on n1. It returns the nodes, the
+// browser (holding the new cookie), the old cookie, the new session's ID
+// and a function that moves the clock on.
+func loggedIn(t *testing.T) (ms []*member, b *browser, old, newID string, advance func(time.Duration)) {
+	t.Helper()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	ms, _ = coreCluster(t, 3, fastTimers, func(_ int, c *core.Config) {
+		c.Now = clock
+		c.RegenerateGrace = 10 * time.Second
+	})
+	b = &browser{t: t}
+	b.do(ms[0], "/set?cart=apple")
+	old = b.cookie
+	b.do(ms[0], "/login")
+	if b.cookie == old {
+		t.Fatal("login kept the cookie")
+	}
+	return ms, b, old, b.id, func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+}
+
 // After a login on one node, requests that still bring the old cookie get
 // the new session on every node, for RegenerateGrace: the node they reach
 // fetches the new session (which moves there, as any fetched session
 // does); then the old ID is dead everywhere.
 func TestRegenerateGraceAcrossCluster(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	ms, _ := coreCluster(t, 3, fastTimers, func(_ int, c *core.Config) {
-		c.Now = clock
-		c.RegenerateGrace = 10 * time.Second
-	})
-	b := &browser{t: t}
-	b.do(ms[0], "/set?cart=apple")
-	old := b.cookie
-	b.do(ms[0], "/login")
-	newID := b.id
-	if b.cookie == old {
-		t.Fatal("login kept the cookie")
-	}
+	ms, b, old, newID, advance := loggedIn(t)
 	for _, m := range []*member{ms[1], ms[2], ms[0], ms[1]} {
 		got, code, id := read(t, m, old)
 		if code != http.StatusOK || id != newID || got["cart"] != "apple" {
@@ -50,9 +59,7 @@ func TestRegenerateGraceAcrossCluster(t *testing.T) {
 	if held != 1 {
 		t.Fatalf("%d sessions held in the cluster, want 1", held)
 	}
-	mu.Lock()
-	now = now.Add(11 * time.Second)
-	mu.Unlock()
+	advance(11 * time.Second)
 	for _, m := range ms {
 		if _, _, id := read(t, m, old); id == newID {
 			t.Fatalf("old cookie via %s after the grace window still loads the session", m.node.ID())
@@ -69,19 +76,7 @@ func TestRegenerateGraceAcrossCluster(t *testing.T) {
 // session does not stretch the window: it ends RegenerateGrace after the
 // login wherever the session is by then.
 func TestRegenerateGraceAfterTheNewSessionMoved(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	ms, _ := coreCluster(t, 3, fastTimers, func(_ int, c *core.Config) {
-		c.Now = clock
-		c.RegenerateGrace = 10 * time.Second
-	})
-	b := &browser{t: t}
-	b.do(ms[0], "/set?cart=apple")
-	old := b.cookie
-	b.do(ms[0], "/login")
-	newID := b.id
+	ms, b, old, newID, advance := loggedIn(t)
 	// n1's buddy is n2; n3 knew nothing of the login when the new session
 	// moved there.
 	if got := readAll(t, ms[2], b.cookie); got["cart"] != "apple" {

@@ -86,7 +86,7 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	onBatch := func(from string, payload []byte) ([]byte, error) {
 		if !learned {
 			learned = true
-			n.learnIncarnation(from)
+			n.pingNow(from)
 		}
 		return n.onBatch(from, payload)
 	}
