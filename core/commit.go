@@ -216,7 +216,7 @@ func (s *Session) store(now int64) (acks [2]Ack, stored bool, err error) {
 		rec.mu.Unlock()
 		return acks, false, err
 	}
-	_, userSet := s.set[userKey]
+	_, userSet := s.set.get(userKey)
 	_, userDel := s.del[userKey]
 	set, del := s.apply(rec)
 	if userSet || userDel || s.clear {

@@ -28,7 +28,10 @@ type Session struct {
 	route Route // owner, backup and epoch named by the request's cookie
 
 	// Changes recorded since the last commit.
-	set   map[string][]byte
+	// set is sorted by key like a stored session's attributes: one small
+	// allocation for the usual one or two keys, where a map costs two and
+	// an iterator per pass.
+	set   attrList
 	del   map[string]struct{}
 	clear bool
 	dirty bool
@@ -109,7 +112,7 @@ func (s *Session) source() *record {
 
 // value returns the encoded value of key as this request sees it.
 func (s *Session) value(key string) ([]byte, bool) {
-	if v, ok := s.set[key]; ok {
+	if v, ok := s.set.get(key); ok {
 		return v, true
 	}
 	if _, ok := s.del[key]; ok || s.clear {
@@ -200,18 +203,16 @@ func (s *Session) setEncoded(key string, b []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old, hadOld := s.set[key]
+	old, hadOld := s.set.get(key)
 	delOld, wasDel := s.del[key]
-	if s.set == nil {
-		s.set = make(map[string][]byte)
-	}
-	s.set[key] = b
+	s.set.put(key, b)
 	delete(s.del, key)
 	if err := s.checkLimits(); err != nil {
 		// Undo, so a failed Set changes nothing.
-		delete(s.set, key)
 		if hadOld {
-			s.set[key] = old
+			s.set.put(key, old)
+		} else {
+			s.set.remove(key)
 		}
 		if wasDel {
 			s.del[key] = delOld
@@ -242,21 +243,23 @@ func (s *Session) checkLimits() error {
 
 // projected returns the attribute count and size of base (of size
 // baseSize) after the changes.
-func projected(base attrList, baseSize int, set map[string][]byte, del map[string]struct{}) (n, size int) {
+func projected(base attrList, baseSize int, set attrList, del map[string]struct{}) (n, size int) {
 	n, size = len(base), baseSize
-	for k := range del {
-		if v, ok := base.get(k); ok {
-			n--
-			size -= len(k) + len(v)
+	if len(del) > 0 { // (no iterator started on an empty map, on every write)
+		for k := range del {
+			if v, ok := base.get(k); ok {
+				n--
+				size -= len(k) + len(v)
+			}
 		}
 	}
-	for k, v := range set {
-		if old, ok := base.get(k); ok {
-			size -= len(k) + len(old)
+	for _, a := range set {
+		if old, ok := base.get(a.Key); ok {
+			size -= len(a.Key) + len(old)
 		} else {
 			n++
 		}
-		size += len(k) + len(v)
+		size += len(a.Key) + len(a.Value)
 	}
 	return n, size
 }
@@ -287,7 +290,7 @@ func (s *Session) Delete(key string) {
 }
 
 func (s *Session) deleteLocked(key string) {
-	delete(s.set, key)
+	s.set.remove(key)
 	if !s.clear {
 		if s.del == nil {
 			s.del = make(map[string]struct{})
@@ -311,16 +314,16 @@ func (s *Session) keysLocked(keep func(string) bool) []string {
 		for _, a := range src.attrs {
 			k := a.Key
 			if _, gone := s.del[k]; !gone && keep(k) {
-				if _, dup := s.set[k]; !dup {
+				if _, dup := s.set.get(k); !dup {
 					keys = append(keys, k)
 				}
 			}
 		}
 		src.mu.Unlock()
 	}
-	for k := range s.set {
-		if keep(k) {
-			keys = append(keys, k)
+	for _, a := range s.set {
+		if keep(a.Key) {
+			keys = append(keys, a.Key)
 		}
 	}
 	slices.Sort(keys)
@@ -409,8 +412,8 @@ func (s *Session) merged(base attrList) attrList {
 			attrs = append(attrs, a)
 		}
 	}
-	for k, v := range s.set {
-		attrs.put(k, v)
+	for _, a := range s.set {
+		attrs.put(a.Key, a.Value)
 	}
 	return slices.Clip(attrs)
 }
@@ -421,19 +424,20 @@ func (s *Session) apply(rec *record) (set []Attr, del []string) {
 	if s.clear {
 		rec.attrs = make(attrList, 0, len(s.set))
 	}
-	for k := range s.del {
-		if rec.attrs.remove(k) {
-			del = append(del, k)
+	if len(s.del) > 0 {
+		for k := range s.del {
+			if rec.attrs.remove(k) {
+				del = append(del, k)
+			}
 		}
+		slices.Sort(del)
 	}
-	set = make([]Attr, 0, len(s.set))
-	for k, v := range s.set {
-		rec.attrs.put(k, v)
-		set = append(set, Attr{Key: k, Value: v})
+	for _, a := range s.set {
+		rec.attrs.put(a.Key, a.Value)
 	}
-	slices.SortFunc(set, func(a, b Attr) int { return strings.Compare(a.Key, b.Key) })
-	slices.Sort(del)
-	return set, del
+	// s.set is sorted already, and the commit forgets it (reset): the
+	// Change may keep it.
+	return s.set, del
 }
 
 func unixTime(ns int64) time.Time { return time.Unix(0, ns) }
