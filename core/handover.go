@@ -206,7 +206,7 @@ func (m *Manager) Owned(id string) (Stamp, bool) {
 // requests that need the session meanwhile.
 type flight struct {
 	done    chan struct{}
-	waiters int // requests waiting besides the one fetching
+	waiters int32 // requests waiting besides the one fetching
 	rec     *record
 	err     error
 }

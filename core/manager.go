@@ -248,7 +248,9 @@ func (m *Manager) install(c *Change, evs *[]pendingEvent) (*record, error) {
 	if err := m.checkSize(len(c.Set), size); err != nil {
 		return nil, fmt.Errorf("tandem: install %s: %w", c.ID, err)
 	}
-	defer m.store.lockInstall(c.ID)()
+	mu := m.store.installLock(c.ID)
+	mu.Lock()
+	defer mu.Unlock()
 	now := m.now()
 	if old, ok := m.store.get(c.ID, now); ok {
 		old.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tandemsession/tandem/internal/memstat"
 )
@@ -49,5 +50,13 @@ func TestMemoryPerSession(t *testing.T) {
 	runtime.KeepAlive(vals)
 	if m.Len() != n {
 		t.Fatalf("%d sessions held, want %d", m.Len(), n)
+	}
+}
+
+// TestRecordSize keeps a stored session's record within the 160-byte size
+// class its field order was chosen for (16 bytes a session more otherwise).
+func TestRecordSize(t *testing.T) {
+	if got := unsafe.Sizeof(record{}); got > 160 {
+		t.Fatalf("record is %d bytes, more than the 160-byte size class", got)
 	}
 }

@@ -41,7 +41,7 @@ type Session struct {
 	carry bool
 	// pendingGen is the generation of the replication this request's
 	// commit waits for (record.setPending).
-	pendingGen uint64
+	pendingGen uint32
 
 	// cookieID is the session ID the client's cookie holds ("" for none);
 	// staleCookie says that cookie must be replaced anyway (sealed with an

@@ -26,34 +26,39 @@ type record struct {
 	epoch    uint64 // ownership epoch (Change.Epoch); never changes once stored
 	created  int64  // unix nanoseconds
 	accessed atomic.Int64
-	dead     bool
-	moved    bool // dead because another node owns the session now
+	bucket   atomic.Int64 // expiry bucket index; written under the shard's mutex
+	// prev and next link the shard's first-visit sessions, oldest first;
+	// guarded by the shard's mutex.
+	prev, next *record
+	// pending is the acknowledgement of the latest replicated commit, until
+	// a wait for it succeeded: a request that only read waits for it too,
+	// so that no response shows what is not on two nodes yet. gen counts
+	// the commits that set it (it only ever meets the generation of a
+	// request's own commit, so its wrapping at 2^32 is harmless). Guarded
+	// by mu.
+	pending Ack
+	gen     uint32
 	// users counts the requests holding the record, from Load to Release.
-	users int
+	users int32
 	// leaving is non-nil while the record is being handed to another node:
 	// closed when the handover ends. idle is closed when users drops to 0
 	// during a handover.
 	leaving chan struct{}
 	idle    chan struct{}
-	bucket  atomic.Int64 // expiry bucket index; written under the shard's mutex
 	// returned: a request came back with the session after the one that
 	// created it. Until then the session is first-visit: it expires after
 	// the shorter first-visit idle timeout, and is evicted first when the
-	// node is full. prev and next link the shard's first-visit sessions,
-	// oldest first; guarded by the shard's mutex.
-	returned   atomic.Bool
-	prev, next *record
-	// pending is the acknowledgement of the latest replicated commit, until
-	// a wait for it succeeded: a request that only read waits for it too,
-	// so that no response shows what is not on two nodes yet. gen counts
-	// the commits that set it. Guarded by mu.
-	pending Ack
-	gen     uint64
+	// node is full.
+	returned atomic.Bool
+	dead     bool
+	moved    bool // dead because another node owns the session now
+	// (The fields are ordered so that a record is 160 bytes, a size class
+	// of its own: 16 bytes less per session than in declaration order.)
 }
 
 // setPending records a, the acknowledgement of the commit just replicated,
 // and returns its generation. It runs under r.mu.
-func (r *record) setPending(a Ack) uint64 {
+func (r *record) setPending(a Ack) uint32 {
 	r.pending = a
 	r.gen++
 	return r.gen
@@ -69,7 +74,7 @@ func (r *record) pendingAck() Ack {
 
 // settled forgets the acknowledgement of generation gen, which was waited
 // for, unless a later commit replaced it.
-func (r *record) settled(gen uint64) {
+func (r *record) settled(gen uint32) {
 	r.mu.Lock()
 	if r.gen == gen {
 		r.pending = nil
@@ -144,12 +149,11 @@ func (s *store) shard(id string) *shard {
 	return &s.shards[maphash.String(s.seed, id)%shardCount]
 }
 
-// lockInstall serializes the installs of session id; it returns the
-// unlock.
-func (s *store) lockInstall(id string) func() {
-	sh := s.shard(id)
-	sh.installs.Lock()
-	return sh.installs.Unlock
+// installLock is the lock that serializes the installs of session id (a
+// mutex, not an unlock func: a method value would cost an allocation per
+// install).
+func (s *store) installLock(id string) *sync.Mutex {
+	return &s.shard(id).installs
 }
 
 // get returns the live record for id.
