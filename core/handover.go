@@ -217,14 +217,18 @@ type flight struct {
 // wrapping ErrUnavailable when the cluster could not tell in time.
 func (m *Manager) lookup(ctx context.Context, id string, route Route) (*record, error) {
 	self := m.location().Owner
-	if to := m.successorID(id, m.now()); to != "" {
+	now := m.now() // read again only after a wait: one clock read per request
+	if to := m.successorID(id, now); to != "" {
 		// Regenerated within the grace window (here, or on the node this
 		// one fetched the new session from): the request gets the new
 		// session, wherever it is now.
 		id = to
 	}
-	for range 3 { // a record that dies while we wait for it is looked up again
-		rec, ok := m.store.get(id, m.now())
+	for try := range 3 { // a record that dies while we wait for it is looked up again
+		if try > 0 {
+			now = m.now()
+		}
+		rec, ok := m.store.get(id, now)
 		var local Stamp
 		if ok {
 			rec.mu.Lock()
