@@ -15,7 +15,7 @@ import (
 
 // BenchmarkStateTransfer measures how fast a node hands every session to a
 // new buddy: 100,000 sessions of about 1 KiB, loopback, default settings
-// (TransferRate 64 MiB/s). Run with -benchtime=1x. TANDEM_BENCH_TRANSFER
+// (TransferRate 128 MiB/s). Run with -benchtime=1x. TANDEM_BENCH_TRANSFER
 // sets another number of sessions (the goal of #14: 1000000 within 10 s),
 // TANDEM_BENCH_TRANSFER_RATE another TransferRate (-1: no cap).
 func BenchmarkStateTransfer(b *testing.B) {

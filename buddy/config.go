@@ -160,8 +160,10 @@ type Config struct {
 	// DiscoveryInterval is how often Discovery is asked. Default 10 s.
 	DiscoveryInterval time.Duration
 	// TransferRate caps state transfer (full copies to a new buddy), in raw
-	// bytes per second; live changes always go first. Default 64 MiB/s;
-	// negative means no cap.
+	// bytes per second; live changes always go first. Default 128 MiB/s: a
+	// million sessions of 1 KiB in about 8 s on a 2-core machine, where
+	// uncapped the transfer takes both cores for about as long; negative
+	// means no cap.
 	TransferRate int
 	// Dial opens the TCP connections to peers. Default a net.Dialer with a
 	// 2 s timeout. Tests inject faults here.
@@ -341,7 +343,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxBackups", &cfg.MaxBackups, 2_000_000},
 	}
 	if cfg.TransferRate == 0 {
-		cfg.TransferRate = 64 << 20
+		cfg.TransferRate = 128 << 20
 	}
 	for _, n := range ints {
 		if *n.n < 0 {

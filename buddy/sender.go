@@ -102,7 +102,12 @@ func (b *batch) markFenced(ids []string) {
 // changed only through its methods, under mu; see node.go for the lock
 // order.
 type sender struct {
-	n  *Node
+	n *Node
+	// paceFrom and paceRaw are the start and the raw bytes so far of the
+	// state transfer under way (pace); run's goroutine alone uses them.
+	paceFrom time.Time
+	paceRaw  int
+
 	mu sync.Mutex
 	to Peer // the current buddy; ID "" when alone
 	q  []*batch
@@ -441,11 +446,11 @@ func (s *sender) run(stop <-chan struct{}) {
 		}
 		s.linger(stop)
 		for {
+			sent := time.Now() // before next, which builds a resend's copies
 			b, to := s.next()
 			if b == nil {
 				break
 			}
-			sent := time.Now()
 			raw, err := s.send(to, b)
 			if err == nil {
 				s.done(b, nil)
@@ -453,7 +458,7 @@ func (s *sender) run(stop <-chan struct{}) {
 				if b.resync {
 					s.n.stats.transferSessions.Add(uint64(len(b.recs)))
 					s.n.stats.transferBytes.Add(uint64(raw))
-					s.pace(raw, time.Since(sent), stop)
+					s.pace(raw, sent, stop)
 				}
 				continue
 			}
@@ -500,22 +505,42 @@ func (s *sender) retarget(to Peer, b *batch, err error) bool {
 	return true
 }
 
-// pace holds state transfer to Config.TransferRate: after a batch of raw
-// bytes that took spent to send, it waits out the rest of the batch's share
-// of time. Live changes always go before state transfer anyway.
-func (s *sender) pace(raw int, spent time.Duration, stop <-chan struct{}) {
+// pace holds state transfer to Config.TransferRate. It paces the transfer
+// as a whole, not each batch: it waits until the bytes sent since the
+// transfer began (a resend batch after more than a second without one
+// begins another) are due at the rate, so that a batch slowed by a
+// collection or a busy buddy is made up by the next ones instead of
+// lowering the rate. sent is when this batch's send began. Live changes
+// always go before state transfer anyway.
+func (s *sender) pace(raw int, sent time.Time, stop <-chan struct{}) {
 	rate := s.n.cfg.TransferRate
 	if rate <= 0 {
 		return
 	}
-	d := time.Duration(float64(raw)/float64(rate)*float64(time.Second)) - spent
+	d := time.Until(s.paceDue(raw, sent, rate))
 	if d < time.Millisecond {
 		return
 	}
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-stop:
-	case <-time.After(d):
+	case <-t.C:
 	}
+}
+
+// paceDue adds a batch of raw bytes whose send began at sent to the
+// transfer under way at rate, and returns when the transfer's bytes so far
+// are due.
+func (s *sender) paceDue(raw int, sent time.Time, rate int) time.Time {
+	at := func(bytes int) time.Time {
+		return s.paceFrom.Add(time.Duration(float64(bytes) / float64(rate) * float64(time.Second)))
+	}
+	if s.paceFrom.IsZero() || sent.After(at(s.paceRaw).Add(time.Second)) {
+		s.paceFrom, s.paceRaw = sent, 0 // the first batch of a transfer
+	}
+	s.paceRaw += raw
+	return at(s.paceRaw)
 }
 
 // linger lets an async batch fill for up to Config.AsyncLinger before it
