@@ -211,6 +211,7 @@ func sweep(ctx context.Context, o options, log *slog.Logger) (int, error) {
 	}
 	code := 0
 	var lines []string
+	var failed []failedRun
 	for _, sc := range list {
 		sc, err := o.apply(sc)
 		if err != nil {
@@ -227,7 +228,11 @@ func sweep(ctx context.Context, o options, log *slog.Logger) (int, error) {
 			if err != nil {
 				sum.runErrors++
 				log.Error("chaos: run failed", "scenario", sc.name, "run", i, "dir", dir, "err", err)
+				failed = append(failed, failedRun{scenario: sc.name, run: i, dir: dir, err: err})
 				continue
+			}
+			if res.violations(strict) > 0 {
+				failed = append(failed, failedRun{scenario: sc.name, run: i, dir: dir, res: res})
 			}
 			sum.add(res)
 			fmt.Fprintln(os.Stderr, runLine(sc.name, i, res, strict, dir))
@@ -255,6 +260,8 @@ func sweep(ctx context.Context, o options, log *slog.Logger) (int, error) {
 	if err := os.WriteFile(filepath.Join(out, "summary.txt"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		return 0, err
 	}
+	// Last, so that a log's tail (all CI keeps of a long run) names what failed.
+	recap(os.Stderr, failed)
 	fmt.Fprintln(os.Stderr, "chaos: output in", out)
 	if ctx.Err() != nil {
 		return 2, nil

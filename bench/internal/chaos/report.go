@@ -3,6 +3,7 @@ package chaos
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -236,4 +237,62 @@ func writeUserContext(b *strings.Builder, h History, o *Op) {
 		}
 		fmt.Fprintf(b, "      %s %s\n", mark, describeOp(x))
 	}
+}
+
+// failedRun is a run that broke a rule (res) or could not be carried out
+// (err), for the recap at the end of a sweep.
+type failedRun struct {
+	scenario string
+	run      int
+	dir      string
+	res      *Result
+	err      error
+}
+
+// recap prints every failed run with its first findings, or its error and
+// the last lines of its node logs: a sweep's last lines say what failed.
+func recap(w io.Writer, failed []failedRun) {
+	if len(failed) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "chaos: %d run(s) failed:\n", len(failed))
+	for _, f := range failed {
+		fmt.Fprintf(w, "- %s run %d (%s):", f.scenario, f.run, f.dir)
+		if f.err != nil {
+			fmt.Fprintf(w, " not carried out: %v\n", f.err)
+			logs, _ := filepath.Glob(filepath.Join(f.dir, "n*.log"))
+			for _, l := range logs {
+				for _, line := range lastLines(l, 5) {
+					fmt.Fprintf(w, "    %s: %s\n", filepath.Base(l), line)
+				}
+			}
+			continue
+		}
+		fmt.Fprintf(w, " lost_writes=%d lost_sessions=%d stale_reads=%d forks=%d undone_logouts=%d degraded=%d longest_stall=%s; report.txt beside its history\n",
+			f.res.LostWrites, f.res.LostSessions, f.res.StaleReads, f.res.Forks, f.res.UndoneLogouts, f.res.Degraded, dur(f.res.LongestStall))
+		for i, fd := range f.res.Findings {
+			if i == 5 {
+				fmt.Fprintf(w, "    ... and %d more findings\n", len(f.res.Findings)-i)
+				break
+			}
+			fmt.Fprintf(w, "    %s: %s\n", fd.Kind, fd.Text)
+		}
+	}
+}
+
+// lastLines returns a file's last n lines, each cut to 300 bytes (none if
+// it cannot be read).
+func lastLines(path string, n int) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	for i, l := range lines {
+		if len(l) > 300 {
+			lines[i] = l[:300] + "..."
+		}
+	}
+	return lines
 }
