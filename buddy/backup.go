@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unique"
 
 	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/core"
@@ -32,25 +33,45 @@ type backupShard struct {
 // removed by its owner (ended set), the mark that the session ended, so
 // that no stale copy elsewhere brings it back.
 type backup struct {
-	owner    string
+	at       unique.Handle[place]
 	ownerInc uint64 // the owner's incarnation when it sent the copy (0: unknown)
 	epoch    uint64
 	version  uint64
 	attrs    attrList // nil for a fence, but a move's for moveKeep (keptFor)
 	created  int64
 	accessed int64
-	movedTo  string // set: a fence for the node that took the session
-	ended    bool   // set: a fence for a session that ended
 }
 
-func (bk *backup) fence() bool { return bk.movedTo != "" || bk.ended }
+// place is where a copy's session lives: the owner that sent the copy and,
+// for a fence, the node that took the session (movedTo) or the mark that
+// it ended. A buddy sees few distinct places (its owners, their move
+// targets), so a copy holds an interned handle: one word instead of five,
+// which puts a copy in the 80-byte size class instead of the 112-byte one.
+type place struct {
+	owner   string
+	movedTo string // set: a fence for the node that took the session
+	ended   bool   // set: a fence for a session that ended
+}
+
+func placeOf(owner, movedTo string, ended bool) unique.Handle[place] {
+	return unique.Make(place{owner: owner, movedTo: movedTo, ended: ended})
+}
+
+func (bk *backup) owner() string   { return bk.at.Value().owner }
+func (bk *backup) movedTo() string { return bk.at.Value().movedTo }
+func (bk *backup) ended() bool     { return bk.at.Value().ended }
+
+func (bk *backup) fence() bool {
+	p := bk.at.Value()
+	return p.movedTo != "" || p.ended
+}
 
 // holder is the node that owns the session as far as this copy knows.
 func (bk *backup) holder() string {
 	if bk.fence() {
-		return bk.movedTo
+		return bk.movedTo()
 	}
-	return bk.owner
+	return bk.owner()
 }
 
 // outcome of applying one record.
@@ -118,7 +139,7 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	cur := sh.m[c.ID]
-	if cur != nil && cur.ended && c.Epoch <= cur.epoch {
+	if cur != nil && cur.ended() && c.Epoch <= cur.epoch {
 		if r.Kind == wire.KindDelta || r.Kind == wire.KindFull {
 			// A change of a session that ended: its sender holds a stale
 			// copy.
@@ -126,7 +147,7 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 		}
 		return ignored, wire.Fence{}
 	}
-	if cur != nil && (c.Epoch < cur.epoch || c.Epoch == cur.epoch && cur.owner != owner && !cur.fence()) {
+	if cur != nil && (c.Epoch < cur.epoch || c.Epoch == cur.epoch && cur.owner() != owner && !cur.fence()) {
 		return fenced, wire.Fence{ID: c.ID, Holder: cur.holder(), Epoch: cur.epoch}
 	}
 	if cur != nil && cur.fence() {
@@ -140,7 +161,13 @@ func (b *backups) apply(owner string, inc uint64, r wire.Record) (outcome, wire.
 		if cur == nil && b.max > 0 && b.copies.Load() >= int64(b.max) {
 			return full, wire.Fence{}
 		}
-		bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: attrListOf(c.Set),
+		var at unique.Handle[place]
+		if cur != nil && cur.owner() == owner {
+			at = cur.at // owner's copy (not a fence): no lookup
+		} else {
+			at = placeOf(owner, "", false)
+		}
+		bk := &backup{at: at, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: attrListOf(c.Set),
 			created: c.Created.UnixNano(), accessed: c.Accessed.UnixNano()}
 		b.set(sh, c.ID, bk)
 		return applied, wire.Fence{}
@@ -203,14 +230,14 @@ func (b *backups) move(owner, id string, epoch uint64, to, self string, now int6
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	cur := sh.m[id]
-	fence := &backup{owner: owner, epoch: epoch + 1, created: now, accessed: now, movedTo: to}
+	fence := &backup{at: placeOf(owner, to, false), epoch: epoch + 1, created: now, accessed: now}
 	switch {
 	case cur == nil:
-	case cur.ended && cur.epoch >= epoch:
+	case cur.ended() && cur.epoch >= epoch:
 		return fenced, wire.Fence{ID: id, Epoch: cur.epoch}
-	case cur.fence() && cur.movedTo == to && cur.epoch == epoch+1:
+	case cur.fence() && cur.movedTo() == to && cur.epoch == epoch+1:
 		return ignored, wire.Fence{} // this move, again
-	case cur.epoch > epoch, cur.epoch == epoch && !cur.fence() && cur.owner != owner:
+	case cur.epoch > epoch, cur.epoch == epoch && !cur.fence() && cur.owner() != owner:
 		// Handed out already (a fence under epoch+1 or later), or a newer
 		// owner's copy: the sender lost the session first.
 		return fenced, wire.Fence{ID: id, Holder: cur.holder(), Epoch: cur.epoch}
@@ -242,7 +269,7 @@ func (b *backups) keptFor(id, to string, now int64) (*core.Change, bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	bk, ok := sh.m[id]
-	if !ok || bk.ended || bk.movedTo != to || bk.attrs == nil || bk.accessed+moveKeep <= now {
+	if !ok || bk.ended() || bk.movedTo() != to || bk.attrs == nil || bk.accessed+moveKeep <= now {
 		return nil, false
 	}
 	c := bk.change(id)
@@ -253,14 +280,14 @@ func (b *backups) keptFor(id, to string, now int64) (*core.Change, bool) {
 // endedFence returns the fence that replaces a copy whose session ended
 // under epoch; it expires when the copy would have.
 func (bk *backup) endedFence(epoch uint64) *backup {
-	return &backup{owner: bk.owner, epoch: epoch, version: bk.version, created: bk.created, accessed: bk.accessed, ended: true}
+	return &backup{at: placeOf(bk.owner(), "", true), epoch: epoch, version: bk.version, created: bk.created, accessed: bk.accessed}
 }
 
 // end replaces the copy of id from owner by an ended fence.
 func (b *backups) end(id, owner string) {
 	sh := b.shard(id)
 	sh.mu.Lock()
-	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.owner == owner {
+	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.owner() == owner {
 		b.set(sh, id, bk.endedFence(bk.epoch))
 	}
 	sh.mu.Unlock()
@@ -272,7 +299,7 @@ func (b *backups) end(id, owner string) {
 func (b *backups) endHere(id, self string, epoch uint64, now int64) {
 	sh := b.shard(id)
 	sh.mu.Lock()
-	b.set(sh, id, &backup{owner: self, epoch: epoch, created: now, accessed: now, ended: true})
+	b.set(sh, id, &backup{at: placeOf(self, "", true), epoch: epoch, created: now, accessed: now})
 	sh.mu.Unlock()
 }
 
@@ -282,7 +309,7 @@ func (b *backups) endedHere(id, self string) (uint64, bool) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if bk, ok := sh.m[id]; ok && bk.ended && bk.owner == self {
+	if bk, ok := sh.m[id]; ok && bk.ended() && bk.owner() == self {
 		return bk.epoch, true
 	}
 	return 0, false
@@ -305,7 +332,7 @@ func (b *backups) lookup(id string) (entry, bool) {
 	if !ok {
 		return entry{}, false
 	}
-	return entry{holder: bk.holder(), inc: bk.ownerInc, fence: bk.fence(), ended: bk.ended}, true
+	return entry{holder: bk.holder(), inc: bk.ownerInc, fence: bk.fence(), ended: bk.ended()}, true
 }
 
 // handOut turns the copy of id from owner into a fence for the node to
@@ -318,11 +345,11 @@ func (b *backups) handOut(id, owner, to string) (*core.Change, bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	bk, ok := sh.m[id]
-	if !ok || bk.fence() || bk.owner != owner {
+	if !ok || bk.fence() || bk.owner() != owner {
 		return nil, false
 	}
 	c := bk.change(id)
-	b.set(sh, id, &backup{owner: bk.owner, epoch: bk.epoch + 1, version: bk.version, created: bk.created, accessed: bk.accessed, movedTo: to})
+	b.set(sh, id, &backup{at: placeOf(bk.owner(), to, false), epoch: bk.epoch + 1, version: bk.version, created: bk.created, accessed: bk.accessed})
 	return c, true
 }
 
@@ -344,7 +371,7 @@ func (b *backups) restore(owner string, inc uint64, c *core.Change) {
 	sh := b.shard(c.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	bk := &backup{owner: owner, ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: attrListOf(c.Set),
+	bk := &backup{at: placeOf(owner, "", false), ownerInc: inc, epoch: c.Epoch, version: c.Version, attrs: attrListOf(c.Set),
 		created: c.Created.UnixNano(), accessed: c.Accessed.UnixNano()}
 	b.set(sh, c.ID, bk)
 }
@@ -354,7 +381,7 @@ func (b *backups) removeFrom(id, owner string) bool {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.owner == owner {
+	if bk, ok := sh.m[id]; ok && !bk.fence() && bk.owner() == owner {
 		b.del(sh, id)
 		return true
 	}
@@ -370,7 +397,7 @@ func (b *backups) get(id string) (*core.Change, string, bool) {
 	if !ok || bk.fence() {
 		return nil, "", false
 	}
-	return bk.change(id), bk.owner, true
+	return bk.change(id), bk.owner(), true
 }
 
 func (bk *backup) change(id string) *core.Change {
@@ -417,7 +444,7 @@ func (b *backups) ids(owner string) []string {
 		sh := &b.shards[i]
 		sh.mu.Lock()
 		for id, bk := range sh.m {
-			if !bk.fence() && (owner == "" || bk.owner == owner) {
+			if !bk.fence() && (owner == "" || bk.owner() == owner) {
 				out = append(out, id)
 			}
 		}

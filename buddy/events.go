@@ -13,7 +13,7 @@ type expiredCopy struct {
 // its removal drops the copy here, usually before it expires).
 func (n *Node) reportExpired(m *core.Manager, dropped []expiredCopy) {
 	for _, d := range dropped {
-		if n.view.answers(d.bk.owner) {
+		if n.view.answers(d.bk.owner()) {
 			continue
 		}
 		m.BackupExpired(d.id, unixTime(d.bk.created), unixTime(d.bk.accessed), d.bk.change(d.id).Set)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tandemsession/tandem/buddy/wire"
 	"github.com/tandemsession/tandem/core"
@@ -51,5 +52,48 @@ func TestMemoryPerBackup(t *testing.T) {
 	runtime.KeepAlive(vals)
 	if b.len() != n {
 		t.Fatalf("%d copies held, want %d", b.len(), n)
+	}
+}
+
+// TestBackupSize keeps a backup copy's struct in the 80-byte size class:
+// the owner and fence fields are an interned place, not strings of their
+// own.
+func TestBackupSize(t *testing.T) {
+	if got := unsafe.Sizeof(backup{}); got > 80 {
+		t.Fatalf("backup is %d bytes, more than the 80-byte size class", got)
+	}
+}
+
+// TestBackupPlace: a copy's owner and fence survive the interning, and a
+// newer owner's full copy does not keep the former owner's place.
+func TestBackupPlace(t *testing.T) {
+	b := newBackups(0)
+	now := time.Now()
+	full := func(owner string, epoch uint64) outcome {
+		c := &core.Change{ID: "s", Version: 1, Epoch: epoch, Full: true, Set: []core.Attr{{Key: "k", Value: []byte("1")}}, Created: now, Accessed: now}
+		out, _ := b.apply(owner, 1, wire.Record{Kind: wire.KindFull, Change: c})
+		return out
+	}
+	if out := full("n1", 1); out != applied {
+		t.Fatalf("first copy: %v", out)
+	}
+	if out := full("n2", 2); out != applied {
+		t.Fatalf("newer owner's copy: %v", out)
+	}
+	if e, _ := b.lookup("s"); e.holder != "n2" || e.fence || e.ended {
+		t.Fatalf("after a newer owner's copy: %+v, want n2's copy", e)
+	}
+	if _, ok := b.handOut("s", "n2", "n3"); !ok {
+		t.Fatal("handOut refused n2's copy")
+	}
+	if e, _ := b.lookup("s"); e.holder != "n3" || !e.fence || e.ended {
+		t.Fatalf("after the hand-out: %+v, want a fence for n3", e)
+	}
+	if out := full("n2", 2); out != fenced {
+		t.Fatalf("the former owner's copy after the hand-out: %v, want fenced", out)
+	}
+	b.end("s", "n2") // not n2's any more: no effect
+	if e, _ := b.lookup("s"); e.holder != "n3" || e.ended {
+		t.Fatalf("after an end from the former owner: %+v", e)
 	}
 }

@@ -170,7 +170,7 @@ func (n *Node) onUsers(_ string, payload []byte) ([]byte, error) {
 func (n *Node) localUsers(m *core.Manager, u wire.Users) []core.SessionInfo {
 	out := m.LocalUserSessions(u.User)
 	for _, o := range n.orphans(u.User, nil) {
-		out = append(out, core.SessionInfo{ID: o.id, Node: o.bk.owner, Created: unixTime(o.bk.created), Accessed: unixTime(o.bk.accessed), Backup: true})
+		out = append(out, core.SessionInfo{ID: o.id, Node: o.bk.owner(), Created: unixTime(o.bk.created), Accessed: unixTime(o.bk.accessed), Backup: true})
 	}
 	return out
 }
@@ -231,7 +231,7 @@ func (b *backups) ofUser(user string, keep func(id, owner string) bool) []expire
 		sh := &b.shards[i]
 		sh.mu.Lock()
 		for id, bk := range sh.m {
-			if !bk.fence() && string(bk.attrs.get(core.UserKey)) == user && keep(id, bk.owner) {
+			if !bk.fence() && string(bk.attrs.get(core.UserKey)) == user && keep(id, bk.owner()) {
 				out = append(out, expiredCopy{id, bk})
 			}
 		}
