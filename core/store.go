@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"container/heap"
 	"hash/maphash"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -128,8 +127,9 @@ type shard struct {
 	// and a fetch) would otherwise both store theirs, and a request would
 	// commit into the record the other replaced.
 	installs sync.Mutex
-	m        map[string]*record
-	buckets  map[int64]map[*record]struct{}
+	seed     maphash.Seed // the store's
+	m        recTable
+	buckets  map[int64]*recTable
 	due      bucketHeap
 	// first and last are the ends of the list of first-visit sessions,
 	// oldest first.
@@ -139,15 +139,26 @@ type shard struct {
 func newStore(idle, firstIdle, life, width int64, max int) *store {
 	s := &store{seed: maphash.MakeSeed(), idle: idle, firstIdle: min(firstIdle, idle), life: life, width: width, max: int64(max)}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]*record)
-		s.shards[i].buckets = make(map[int64]map[*record]struct{})
+		s.shards[i].seed = s.seed
+		s.shards[i].buckets = make(map[int64]*recTable)
 	}
 	return s
 }
 
 func (s *store) shard(id string) *shard {
-	return &s.shards[maphash.String(s.seed, id)%shardCount]
+	sh, _ := s.locate(id)
+	return sh
 }
+
+// locate returns the shard of id and the hash that places id in the
+// shard's tables.
+func (s *store) locate(id string) (*shard, uint64) {
+	h := maphash.String(s.seed, id)
+	return &s.shards[h%shardCount], h
+}
+
+// hash returns the hash of id, as locate does.
+func (sh *shard) hash(id string) uint64 { return maphash.String(sh.seed, id) }
 
 // installLock is the lock that serializes the installs of session id (a
 // mutex, not an unlock func: a method value would cost an allocation per
@@ -158,11 +169,11 @@ func (s *store) installLock(id string) *sync.Mutex {
 
 // get returns the live record for id.
 func (s *store) get(id string, now int64) (*record, bool) {
-	sh := s.shard(id)
+	sh, h := s.locate(id)
 	sh.mu.RLock()
-	r, ok := sh.m[id]
+	r := sh.m.get(id, h)
 	sh.mu.RUnlock()
-	if !ok || s.deadline(r) <= now {
+	if r == nil || s.deadline(r) <= now {
 		return nil, false
 	}
 	return r, true
@@ -226,7 +237,7 @@ func (sh *shard) evictOldest() *record {
 		r.mu.Unlock()
 		if free {
 			sh.unlink(r)
-			delete(sh.m, r.id)
+			sh.m.del(sh.seed, r, sh.hash(r.id))
 			sh.unbucket(r)
 			return r
 		}
@@ -240,10 +251,10 @@ func (s *store) returned(r *record) {
 	if r.returned.Load() || r.returned.Swap(true) {
 		return
 	}
-	sh := s.shard(r.id)
+	sh, h := s.locate(r.id)
 	sh.mu.Lock()
 	sh.unlink(r)
-	if sh.m[r.id] == r {
+	if sh.m.get(r.id, h) == r {
 		// Its deadline moved later: re-file it.
 		sh.unbucket(r)
 		b := s.bucketOf(r)
@@ -287,15 +298,14 @@ func (sh *shard) unlink(r *record) {
 // replaced (and marked dead by the caller beforehand). A record not marked
 // returned is a first-visit session.
 func (s *store) insert(r *record) {
-	sh := s.shard(r.id)
+	sh, h := s.locate(r.id)
 	b := s.bucketOf(r)
 	sh.mu.Lock()
-	if old, ok := sh.m[r.id]; ok {
+	if old := sh.m.put(sh.seed, r, h); old != nil {
 		sh.unbucket(old)
 		sh.unlink(old)
 		s.count.Add(-1)
 	}
-	sh.m[r.id] = r
 	r.bucket.Store(b)
 	sh.addToBucket(r, b)
 	if !r.returned.Load() {
@@ -306,10 +316,9 @@ func (s *store) insert(r *record) {
 
 // remove deletes r if it is still the record stored under its ID.
 func (s *store) remove(r *record) {
-	sh := s.shard(r.id)
+	sh, h := s.locate(r.id)
 	sh.mu.Lock()
-	if sh.m[r.id] == r {
-		delete(sh.m, r.id)
+	if sh.m.del(sh.seed, r, h) {
 		sh.unbucket(r)
 		sh.unlink(r)
 		s.count.Add(-1)
@@ -324,9 +333,9 @@ func (s *store) touched(r *record) {
 	if r.bucket.Load() == b {
 		return
 	}
-	sh := s.shard(r.id)
+	sh, h := s.locate(r.id)
 	sh.mu.Lock()
-	if sh.m[r.id] == r {
+	if sh.m.get(r.id, h) == r {
 		sh.unbucket(r)
 		r.bucket.Store(b)
 		sh.addToBucket(r, b)
@@ -350,7 +359,13 @@ func (s *store) sweep(now int64) []*record {
 			b := heap.Pop(&sh.due).(int64)
 			set := sh.buckets[b]
 			delete(sh.buckets, b)
-			for r := range set {
+			if set == nil {
+				continue
+			}
+			for _, r := range set.slots {
+				if r == nil {
+					continue
+				}
 				r.mu.Lock()
 				if s.deadline(r) > now {
 					r.mu.Unlock()
@@ -361,7 +376,7 @@ func (s *store) sweep(now int64) []*record {
 				}
 				r.dead = true
 				r.mu.Unlock()
-				delete(sh.m, r.id)
+				sh.m.del(sh.seed, r, sh.hash(r.id))
 				sh.unlink(r)
 				s.count.Add(-1)
 				expired = append(expired, r)
@@ -378,7 +393,7 @@ func (s *store) records() []*record {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		out = slices.AppendSeq(out, maps.Values(sh.m))
+		out = sh.m.appendTo(out)
 		sh.mu.RUnlock()
 	}
 	return out
@@ -387,18 +402,18 @@ func (s *store) records() []*record {
 func (sh *shard) addToBucket(r *record, b int64) {
 	set, ok := sh.buckets[b]
 	if !ok {
-		set = make(map[*record]struct{})
+		set = new(recTable)
 		sh.buckets[b] = set
 		heap.Push(&sh.due, b)
 	}
-	set[r] = struct{}{}
+	set.put(sh.seed, r, sh.hash(r.id))
 }
 
 // unbucket removes r from its bucket. An emptied bucket stays in the heap
 // until its time comes; popping it costs nothing.
 func (sh *shard) unbucket(r *record) {
 	if set, ok := sh.buckets[r.bucket.Load()]; ok {
-		delete(set, r)
+		set.del(sh.seed, r, sh.hash(r.id))
 	}
 }
 
