@@ -151,8 +151,15 @@ func waitRing(t testing.TB, ms []*member) {
 			if m.dead() {
 				continue
 			}
-			if live > 1 && m.node.sender.buddy().ID == "" {
-				ok = false // it sees its peers, and has not chosen its buddy yet
+			if live > 1 {
+				// It sees its peers: its buddy must be the one its ring
+				// names, in the sender and in Location (the view changes
+				// first, the buddy right after it).
+				want := m.node.view.buddyOf(m.node.ID())
+				_, loc := m.node.Location()
+				if b := m.node.sender.buddy().ID; b == "" || b != want || loc != want {
+					ok = false
+				}
 			}
 			for _, o := range ms {
 				if o != m && !o.dead() && !m.node.alive(o.node.ID()) {
