@@ -176,7 +176,9 @@ func waitRing(t testing.TB, ms []*member) {
 		if time.Now().After(deadline) {
 			for _, m := range ms {
 				if !m.dead() {
-					t.Logf("%s sees %v", m.node.ID(), m.node.Peers())
+					_, loc := m.node.Location()
+					t.Logf("%s sees %v; buddy %q (location %q), the ring's %q", m.node.ID(), m.node.Peers(),
+						m.node.sender.buddy().ID, loc, m.node.view.buddyOf(m.node.ID()))
 				}
 			}
 			t.Fatal("cluster did not converge")

@@ -559,7 +559,15 @@ func (n *Node) applyChange(id string, c change) {
 // reconfigure recomputes this node's buddy after a membership change. A new
 // buddy (or a restarted one) gets every session as a full copy; the old one,
 // if still alive, drops its copies once the new one has them.
+//
+// Calls are serialized, from reading the ring to switching the sender and
+// storing the location: two changes at once (a probe's and a handler's)
+// could otherwise both read the ring, and the one that read it first
+// switch last, leaving the sender on a buddy the ring no longer names
+// until the next change.
 func (n *Node) reconfigure(restarted bool, who string) {
+	n.reconfig.Lock()
+	defer n.reconfig.Unlock()
 	n.stats.ringChanges.Add(1)
 	var next Peer
 	if id := n.view.buddyOf(n.cfg.ID); id != "" {

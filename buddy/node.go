@@ -44,7 +44,9 @@ import (
 // tests, and for after Shutdown (which calls it).
 //
 // Locks, in the order they may be taken: a session's record lock (core;
-// Replicate runs under it), then the sender's (sender.mu). The view's
+// Replicate runs under it), then n.reconfig (never taken under a record
+// lock: membership changes come from the probe loop and handlers), then
+// core's store locks (listing sessions) and the sender's (sender.mu). The view's
 // lock, the backups' shard locks, the caches' locks and the windows' lock
 // are leaves: nothing is taken under them. A per-session stripe of
 // n.handoff is taken before core's locks (Surrender, Install) and the
@@ -71,6 +73,7 @@ type Node struct {
 	handoff     stripes // serializes a session's hand-outs with its promotion
 	moves       moveCache
 	moving      moving                 // handovers waiting for the buddy's word
+	reconfig    sync.Mutex             // serializes reconfigure: see there
 	drainedTo   atomic.Pointer[string] // the buddy that took every session over at the drain
 	probesOff   chan struct{}          // closed by Shutdown before it announces the leave
 	release     chan struct{}          // signals releaseLoop

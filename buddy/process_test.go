@@ -2,6 +2,7 @@ package buddy
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -187,20 +188,61 @@ type childBackup struct {
 	Accessed time.Time
 }
 
-// freeAddr picks a free port below the kernel's ephemeral range (32768
-// and up on Linux): a port the test frees between a node's runs, or before
-// its first start, is then not taken meanwhile by another process's
-// outgoing connection or its own 127.0.0.1:0 listener.
+// freeAddr reserves a free loopback port in 20000-31999 (below the
+// kernel's ephemeral range, so that no outgoing connection takes it between
+// a node's kill and its restart) and returns its address. The reservation
+// is a socket bound without SO_REUSEADDR, held until the test ends: no other
+// process binds the port meanwhile (another package's tests, run beside
+// these, pick ports in the same range; a port merely found free once was
+// taken that way, and a node could not start). startProcMaybe lets the node
+// bind it (share).
 func freeAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 1000 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
-		if ln, err := net.Listen("tcp", addr); err == nil {
-			ln.Close()
+		port := 20000 + mrand.IntN(12000)
+		if syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}) == nil {
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			f := os.NewFile(uintptr(fd), "reserved "+addr)
+			reserved.Store(addr, f)
+			t.Cleanup(func() {
+				reserved.Delete(addr)
+				f.Close()
+			})
 			return addr
 		}
 	}
+	syscall.Close(fd)
 	t.Fatal("no free port in 20000-31999")
 	return ""
+}
+
+// reserved maps each address freeAddr reserved to its socket (test state
+// only: the tests of this package share one process).
+var reserved sync.Map
+
+// share lets a node process bind addr if freeAddr reserved it: Linux lets
+// two sockets bind one port when both set SO_REUSEADDR and the other is not
+// listening, and net.Listen sets it. Once shared, the port stays the node's
+// across restarts.
+func share(t *testing.T, addr string) {
+	v, ok := reserved.Load(addr)
+	if !ok {
+		return
+	}
+	var setErr error
+	rc, err := v.(*os.File).SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) {
+			setErr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		})
+	}
+	if err = cmp.Or(err, setErr); err != nil {
+		t.Fatalf("share %s: %v", addr, err)
+	}
 }
 
 // proc is a node running in a child process. Its stderr (its log) is
@@ -226,6 +268,8 @@ func startProc(t *testing.T, id, httpAddr, replAddr, peers string, env ...string
 // returns nil if it exited first (its ports were taken, say).
 func startProcMaybe(t *testing.T, id, httpAddr, replAddr, peers string, env ...string) *proc {
 	t.Helper()
+	share(t, httpAddr)
+	share(t, replAddr)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TANDEM_TEST_NODE="+id, "TANDEM_TEST_HTTP="+httpAddr,
 		"TANDEM_TEST_REPL="+replAddr, "TANDEM_TEST_PEERS="+peers)
