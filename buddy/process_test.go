@@ -2,13 +2,11 @@ package buddy
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -26,6 +24,7 @@ import (
 	"time"
 
 	"github.com/tandemsession/tandem/core"
+	"github.com/tandemsession/tandem/internal/loopport"
 	"go.uber.org/goleak"
 )
 
@@ -188,60 +187,36 @@ type childBackup struct {
 	Accessed time.Time
 }
 
-// freeAddr reserves a free loopback port in 20000-31999 (below the
-// kernel's ephemeral range, so that no outgoing connection takes it between
-// a node's kill and its restart) and returns its address. The reservation
-// is a socket bound without SO_REUSEADDR, held until the test ends: no other
-// process binds the port meanwhile (another package's tests, run beside
-// these, pick ports in the same range; a port merely found free once was
-// taken that way, and a node could not start). startProcMaybe lets the node
-// bind it (share).
+// freeAddr reserves a loopback port for a node process (loopport.Reserve)
+// until the test ends, and returns its address: another package's tests,
+// run beside these, pick ports in the same range, and a port merely found
+// free once was taken that way (a node could not start). startProcMaybe
+// lets the node bind it (share).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	addr, f, err := loopport.Reserve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 1000 {
-		port := 20000 + mrand.IntN(12000)
-		if syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}) == nil {
-			addr := fmt.Sprintf("127.0.0.1:%d", port)
-			f := os.NewFile(uintptr(fd), "reserved "+addr)
-			reserved.Store(addr, f)
-			t.Cleanup(func() {
-				reserved.Delete(addr)
-				f.Close()
-			})
-			return addr
-		}
-	}
-	syscall.Close(fd)
-	t.Fatal("no free port in 20000-31999")
-	return ""
+	reserved.Store(addr, f)
+	t.Cleanup(func() {
+		reserved.Delete(addr)
+		f.Close()
+	})
+	return addr
 }
 
 // reserved maps each address freeAddr reserved to its socket (test state
 // only: the tests of this package share one process).
 var reserved sync.Map
 
-// share lets a node process bind addr if freeAddr reserved it: Linux lets
-// two sockets bind one port when both set SO_REUSEADDR and the other is not
-// listening, and net.Listen sets it. Once shared, the port stays the node's
-// across restarts.
+// share lets a node process bind addr if freeAddr reserved it; once
+// shared, the port stays the node's across restarts.
 func share(t *testing.T, addr string) {
-	v, ok := reserved.Load(addr)
-	if !ok {
-		return
-	}
-	var setErr error
-	rc, err := v.(*os.File).SyscallConn()
-	if err == nil {
-		err = rc.Control(func(fd uintptr) {
-			setErr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-		})
-	}
-	if err = cmp.Or(err, setErr); err != nil {
-		t.Fatalf("share %s: %v", addr, err)
+	if v, ok := reserved.Load(addr); ok {
+		if err := loopport.Share(v.(*os.File)); err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
 	}
 }
 

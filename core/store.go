@@ -236,9 +236,10 @@ func (sh *shard) evictOldest() *record {
 		}
 		r.mu.Unlock()
 		if free {
+			h := sh.hash(r.id)
 			sh.unlink(r)
-			sh.m.del(sh.seed, r, sh.hash(r.id))
-			sh.unbucket(r)
+			sh.m.del(sh.seed, r, h)
+			sh.unbucket(r, h)
 			return r
 		}
 	}
@@ -256,10 +257,10 @@ func (s *store) returned(r *record) {
 	sh.unlink(r)
 	if sh.m.get(r.id, h) == r {
 		// Its deadline moved later: re-file it.
-		sh.unbucket(r)
+		sh.unbucket(r, h)
 		b := s.bucketOf(r)
 		r.bucket.Store(b)
-		sh.addToBucket(r, b)
+		sh.addToBucket(r, b, h)
 	}
 	sh.mu.Unlock()
 }
@@ -302,12 +303,12 @@ func (s *store) insert(r *record) {
 	b := s.bucketOf(r)
 	sh.mu.Lock()
 	if old := sh.m.put(sh.seed, r, h); old != nil {
-		sh.unbucket(old)
+		sh.unbucket(old, h)
 		sh.unlink(old)
 		s.count.Add(-1)
 	}
 	r.bucket.Store(b)
-	sh.addToBucket(r, b)
+	sh.addToBucket(r, b, h)
 	if !r.returned.Load() {
 		sh.push(r)
 	}
@@ -319,7 +320,7 @@ func (s *store) remove(r *record) {
 	sh, h := s.locate(r.id)
 	sh.mu.Lock()
 	if sh.m.del(sh.seed, r, h) {
-		sh.unbucket(r)
+		sh.unbucket(r, h)
 		sh.unlink(r)
 		s.count.Add(-1)
 	}
@@ -336,9 +337,9 @@ func (s *store) touched(r *record) {
 	sh, h := s.locate(r.id)
 	sh.mu.Lock()
 	if sh.m.get(r.id, h) == r {
-		sh.unbucket(r)
+		sh.unbucket(r, h)
 		r.bucket.Store(b)
-		sh.addToBucket(r, b)
+		sh.addToBucket(r, b, h)
 	}
 	sh.mu.Unlock()
 }
@@ -371,7 +372,7 @@ func (s *store) sweep(now int64) []*record {
 					r.mu.Unlock()
 					nb := s.bucketOf(r)
 					r.bucket.Store(nb)
-					sh.addToBucket(r, nb)
+					sh.addToBucket(r, nb, sh.hash(r.id))
 					continue
 				}
 				r.dead = true
@@ -399,21 +400,22 @@ func (s *store) records() []*record {
 	return out
 }
 
-func (sh *shard) addToBucket(r *record, b int64) {
+// addToBucket files r (its ID's hash h) in bucket b.
+func (sh *shard) addToBucket(r *record, b int64, h uint64) {
 	set, ok := sh.buckets[b]
 	if !ok {
 		set = new(recTable)
 		sh.buckets[b] = set
 		heap.Push(&sh.due, b)
 	}
-	set.put(sh.seed, r, sh.hash(r.id))
+	set.put(sh.seed, r, h)
 }
 
 // unbucket removes r from its bucket. An emptied bucket stays in the heap
 // until its time comes; popping it costs nothing.
-func (sh *shard) unbucket(r *record) {
+func (sh *shard) unbucket(r *record, h uint64) {
 	if set, ok := sh.buckets[r.bucket.Load()]; ok {
-		set.del(sh.seed, r, sh.hash(r.id))
+		set.del(sh.seed, r, h)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tandemsession/tandem/internal/loopport"
 )
 
 // nodeProc is one node: its fixed addresses and its current process. A
@@ -108,7 +109,7 @@ func (p *nodeProc) reserve(gossip bool) error {
 		return nil
 	}
 	for _, a := range []*string{&p.httpAddr, &p.replAddr} {
-		got, f, err := reservePort()
+		got, f, err := loopport.Reserve()
 		if err != nil {
 			return err
 		}
@@ -125,13 +126,13 @@ func (p *nodeProc) reserve(gossip bool) error {
 	return nil
 }
 
-// reserveGossipPort reserves a port as reservePort does, for TCP and UDP
+// reserveGossipPort reserves a port as loopport.Reserve does, for TCP and UDP
 // both (memberlist binds the one port for each): a UDP socket bound to
 // the TCP socket's port, without SO_REUSEADDR. The node binds the port
 // itself, so the driver closes both just before the node's first start.
 func reserveGossipPort() (string, []*os.File, error) {
 	for range 100 {
-		addr, tcp, err := reservePort()
+		addr, tcp, err := loopport.Reserve()
 		if err != nil {
 			return "", nil, err
 		}
@@ -152,33 +153,6 @@ func reserveGossipPort() (string, []*os.File, error) {
 		tcp.Close()
 	}
 	return "", nil, errors.New("reserve a gossip port: no port free for both TCP and UDP")
-}
-
-// reservePort binds a TCP socket to a free port of 127.0.0.1 without
-// listening on it: the port is the socket's (no other bind gets it) while
-// connections to it are still refused, as to a node that is not running.
-func reservePort() (string, *os.File, error) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return "", nil, fmt.Errorf("reserve a port: %w", err)
-	}
-	// Bound without SO_REUSEADDR, the port is this socket's alone: Linux
-	// lets two sockets bind one port only when both set it, and a socket
-	// bound with it (another reservation, a test's listener) would make
-	// this one's listen fail (CI's restart run once did). start sets it
-	// before it listens, as net.Listen does, so that a restart binds the
-	// port again while connections of the last process are in TIME_WAIT.
-	// Below the kernel's ephemeral range (32768 and up on Linux): after a
-	// kill, no outgoing connection of another process takes the port
-	// before the node's restart binds it again.
-	for range 1000 {
-		port := 20000 + mrand.IntN(12000)
-		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err == nil {
-			return fmt.Sprintf("127.0.0.1:%d", port), os.NewFile(uintptr(fd), "reserved"), nil
-		}
-	}
-	syscall.Close(fd)
-	return "", nil, errors.New("reserve a port: none free in 20000-31999")
 }
 
 // release closes the sockets reserved for a node that never started.
@@ -207,8 +181,10 @@ func (p *nodeProc) start(exe string) error {
 	}()
 	files, p.held = p.held, nil
 	for _, f := range files {
-		if err := syscall.SetsockoptInt(int(f.Fd()), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-			return fmt.Errorf("%s: reserved port: %w", p.id, err)
+		// As net.Listen does: a restart binds the port again while the
+		// last process's connections are in TIME_WAIT.
+		if err := loopport.Share(f); err != nil {
+			return fmt.Errorf("%s: %w", p.id, err)
 		}
 		if err := syscall.Listen(int(f.Fd()), syscall.SOMAXCONN); err != nil {
 			return fmt.Errorf("%s: listen on a reserved port: %w", p.id, err)
