@@ -259,7 +259,10 @@ func TestDashboardFailover(t *testing.T) {
 			chromedp.WaitVisible(`#item-input`),
 			chromedp.SendKeys(`#item-input`, item),
 			chromedp.Click(`#add`),
-			chromedp.WaitVisible(fmt.Sprintf(`#cart li:nth-child(%d)`, i+1)),
+			// The item itself, not the (i+1)th line: an empty cart
+			// shows one line too, and the next step must not type into
+			// the page this submit is about to replace.
+			chromedp.WaitVisible(chromedp.Search(fmt.Sprintf(`//ul[@id="cart"]/li[%d][normalize-space()=%q]`, i+1, item))),
 		))
 	}
 	user, owner, cart := text(`#user`), text(`#served-by`), text(`#cart`)
