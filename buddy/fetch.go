@@ -78,8 +78,11 @@ var ErrUndetermined = errors.New("buddy: session location undetermined")
 // node that may answer at once; nodes that hold the session but cannot
 // hand it over yet (pending) are asked again until ReplicationTimeout. A
 // holder gives its copy up; a backup copy is handed out only when its
-// owner is gone. The session is gone (nil, nil) only when every node that
-// may answer said it holds none; otherwise Fetch returns ErrUndetermined.
+// owner is gone. A backup copy from a node other than the owner's buddy
+// (a former buddy, whose copy stopped at the owner's switch) does not end
+// the search: the others are asked, and the newest copy wins. The session
+// is gone (nil, nil) only when every node that may answer said it holds
+// none; otherwise Fetch returns ErrUndetermined.
 func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local core.Stamp) (*core.Change, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReplicationTimeout)
 	defer cancel()
@@ -106,17 +109,16 @@ func (n *Node) Fetch(ctx context.Context, id string, route core.Route, local cor
 	// A copy older than the cookie's epoch, or than the one under which
 	// this node gave the session away, is a stale leftover.
 	s.minEpoch = max(route.Epoch, movedEpoch)
-	var ownersBuddy string
 	if route.Owner != "" {
-		ownersBuddy = n.view.buddyOf(route.Owner)
+		s.ownersBuddy = n.view.buddyOf(route.Owner)
 	}
-	s.visit(ctx, fetchPlan(n.cfg.ID, route, movedTo, ownersBuddy))
+	s.visit(ctx, fetchPlan(n.cfg.ID, route, movedTo, s.ownersBuddy))
 	scanned := false
-	if s.found == nil && !s.ended && !route.Unsaved && !n.misses.has(id, time.Now()) {
+	if !s.settled && !s.ended && !route.Unsaved && !n.misses.has(id, time.Now()) {
 		s.scan(ctx)
 		scanned = true
 	}
-	for s.found == nil && !s.ended && len(s.pending) > 0 && ctx.Err() == nil {
+	for !s.settled && !s.ended && len(s.pending) > 0 && ctx.Err() == nil {
 		// A holder is busy with the session (fetching it, or waiting for
 		// its requests): ask it again shortly.
 		select {
@@ -173,16 +175,23 @@ type search struct {
 	redirecting map[string]bool
 	named       map[string]bool // silent ones that a node named as holding it (or this node gave it to)
 	movedTo     string          // the node this one gave the session to, if any
+	ownersBuddy string          // the cookie owner's buddy in this node's ring
 	minEpoch    uint64          // copies older than this epoch are stale
 	ended       bool            // a node said the session ended
-	found       *core.Change
+	found       *core.Change    // the newest copy handed over so far
 	source      string
+	// settled: found came from the owner, or is the backup copy of the
+	// owner's buddy in this node's ring, so no other node holds a newer
+	// one. A backup copy from any other node (a former buddy of the
+	// owner, the node this one gave the session to) may be older than the
+	// current buddy's: the search goes on, and keeps the newest.
+	settled bool
 }
 
-// visit asks the candidates in order until one hands the session over;
+// visit asks the candidates in order until the search is settled;
 // redirects are asked next.
 func (s *search) visit(ctx context.Context, queue []candidate) {
-	for len(queue) > 0 && s.found == nil && !s.ended && ctx.Err() == nil {
+	for len(queue) > 0 && !s.settled && !s.ended && ctx.Err() == nil {
 		c := queue[0]
 		queue = queue[1:]
 		if s.tried[c.id] {
@@ -218,9 +227,10 @@ func (s *search) visit(ctx context.Context, queue []candidate) {
 func (s *search) take(c candidate, rep wire.FetchReply) (candidate, bool) {
 	switch rep.Status {
 	case wire.FetchFound:
-		if s.acceptable(rep.Copy) {
+		if s.acceptable(rep.Copy) && (s.found == nil || stampOf(s.found).Less(stampOf(rep.Copy))) {
 			s.found, s.source = rep.Copy, c.source
 			s.found.Origin = origin(c.id, rep.Backup)
+			s.settled = !rep.Backup || c.id == s.ownersBuddy
 		}
 	case wire.FetchPending:
 		s.pending[c.id] = true
@@ -248,8 +258,10 @@ func (s *search) acceptable(c *core.Change) bool {
 		s.n.log.Warn("buddy: stale copy handed over, ignored", "id", s.id, "epoch", c.Epoch, "cookie_epoch", s.route.Epoch, "min_epoch", s.minEpoch)
 		return false
 	}
-	return s.local.Less(core.Stamp{Epoch: c.Epoch, Version: c.Version})
+	return s.local.Less(stampOf(c))
 }
+
+func stampOf(c *core.Change) core.Stamp { return core.Stamp{Epoch: c.Epoch, Version: c.Version} }
 
 // scan asks every node that may answer and was not asked yet, at once,
 // and keeps the newest copy handed over; redirects are followed after.
@@ -279,17 +291,11 @@ func (s *search) scan(ctx context.Context) {
 			s.silent[a.id] = true
 			continue
 		}
-		if a.rep.Status == wire.FetchFound && s.found != nil {
-			// Two copies handed over: keep the newer.
-			if !s.acceptable(a.rep.Copy) || !(core.Stamp{Epoch: a.rep.Copy.Epoch, Version: a.rep.Copy.Version}).Less(core.Stamp{Epoch: s.found.Epoch, Version: s.found.Version}) {
-				continue
-			}
-		}
 		if c, ok := s.take(candidate{a.id, SourceScan}, a.rep); ok {
 			next = append(next, c)
 		}
 	}
-	if s.found == nil {
+	if !s.settled {
 		s.visit(ctx, next)
 	}
 }

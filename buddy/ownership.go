@@ -394,7 +394,8 @@ func (n *Node) awaitMove(mv *move, from string) wire.FetchReply {
 // incarnation that sent the copy (a restarted owner holds nothing). A node
 // asked for a copy whose owner it still believes alive checks first: the
 // asker usually comes because the owner just died, before this node
-// noticed.
+// noticed. A closing node, which can no longer ping, takes the owner for
+// alive: the asker then asks the owner itself.
 func (n *Node) ownerLives(e entry) bool {
 	// Pinged whatever this node believes of it: it may have restarted, or
 	// come back, and not pinged this node yet.
@@ -405,6 +406,12 @@ func (n *Node) ownerLives(e entry) bool {
 	ctx, cancel := context.WithTimeout(n.ctx, min(n.cfg.ReplicationTimeout/2, 500*time.Millisecond))
 	defer cancel()
 	pong, ok := n.probe(ctx, p)
+	if !ok && n.ctx.Err() != nil {
+		// This node is closing: its ping failed for that, and says
+		// nothing of the owner. Taken for the owner's death, it would
+		// hand out a copy the living owner has since written past.
+		return true
+	}
 	return ok && !pong.Draining && (e.inc == 0 || pong.Incarnation == e.inc)
 }
 

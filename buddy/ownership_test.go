@@ -2,6 +2,7 @@ package buddy
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -511,6 +512,100 @@ func TestHandoverFencesTheBuddysCopy(t *testing.T) {
 	// n1's stale records are refused by the fence.
 	if out, _ := ms[1].node.backups.apply("n1", ms[0].node.incarnation, wire.Record{Kind: wire.KindDelta, Change: &core.Change{ID: id, Base: 1, Version: 2, Epoch: 1}}); out != fenced {
 		t.Fatalf("n1's stale delta: outcome %d, want fenced", out)
+	}
+}
+
+// A node that is closing (its context ended, its server not yet closed:
+// Close cancels the one before it closes the other) cannot ping anyone.
+// Asked then for a backup copy whose owner lives, it must not take its
+// failed ping for the owner's death and hand the copy out: the owner's
+// newer writes would be lost and the session forked (the chaos soak's
+// join, run 2 of seed 5000000: a draining node, its stream already cut
+// before the owner's last delta, handed out a version older than the one
+// the owner had acknowledged).
+func TestClosingNodeDoesNotHandOutALiveOwnersCopy(t *testing.T) {
+	ms := cluster(t, 3, fastTimers)
+	user := browser{t: t}
+	if rec := user.do(ms[0], "/set?k=v"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	id := user.id
+	if b := ms[0].node.sender.buddy(); b.ID != "n2" {
+		t.Fatalf("n1's buddy is %s", b.ID)
+	}
+	ms[1].node.cancel() // n2 begins to close
+	if rep := ms[1].node.handOver("n3", ms[2].node.incarnation, id); rep.Status != wire.FetchRedirect || rep.Redirect != "n1" {
+		t.Fatalf("closing n2 asked by n3: %v (redirect %q), want a redirect to n1", rep.Status, rep.Redirect)
+	}
+	if rep := ms[1].node.takeLocal(id); rep.Status != wire.FetchRedirect || rep.Redirect != "n1" {
+		t.Fatalf("closing n2 taking its copy: %v (redirect %q), want a redirect to n1", rep.Status, rep.Redirect)
+	}
+	if _, owned := ms[0].mgr.Owned(id); !owned {
+		t.Fatal("n1 no longer owns the session")
+	}
+}
+
+// A former buddy's copy stops where the owner switched away from it. The
+// owner writes on to its new buddy and dies before the former one dropped
+// its copies: a node that asks the former buddy first (it gave the session
+// to it once) is handed its older copy. The search must go on to the
+// owner's buddy and keep the newest copy, not the first one.
+func TestFormerBuddysOlderCopyDoesNotWin(t *testing.T) {
+	ms := cluster(t, 4, fastTimers)
+	n1, n2, n3, n4 := ms[0], ms[1], ms[2], ms[3]
+	user := browser{t: t}
+	for _, step := range []struct {
+		m    *member
+		path string
+	}{{n2, "/set?k=v1"}, {n4, "/set?a=1"}, {n3, "/set?b=1"}} { // n2 gives it to n4, n4 to n3
+		if rec := user.do(step.m, step.path); rec.Code != 200 {
+			t.Fatalf("%s %s: %d", step.m.cfg.ID, step.path, rec.Code)
+		}
+	}
+	id := user.id
+	if _, owned := n3.mgr.Owned(id); !owned {
+		t.Fatal("n3 does not own the session")
+	}
+	if to, _, moved := n2.node.moves.get(id); !moved || to != "n4" {
+		t.Fatalf("n2 gave the session to %q (%v), want n4", to, moved)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n3.node.sender.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stale, from, ok := n4.node.Backup(id)
+	if !ok || from != "n3" {
+		t.Fatalf("n4 holds no copy from n3 (%v, from %q)", ok, from)
+	}
+	// n4 drains: n3 and n2 move n3's buddy to n1.
+	n4.node.draining.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for n3.node.sender.buddy().ID != "n1" || n2.node.view.buddyOf("n3") != "n1" {
+		if time.Now().After(deadline) {
+			t.Fatalf("n3's buddy: %q in its sender, %q in n2's ring", n3.node.sender.buddy().ID, n2.node.view.buddyOf("n3"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rec := user.do(n3, "/set?k=v2"); rec.Code != 200 {
+		t.Fatalf("n3 /set?k=v2: %d", rec.Code)
+	}
+	// The former buddy still holds the copy from before the switch (its
+	// release may have come meanwhile: it is put back).
+	stale.Full = true
+	if _, _, ok := n4.node.Backup(id); !ok {
+		if out, _ := n4.node.backups.apply("n3", n4.node.view.incarnation("n3"), wire.Record{Kind: wire.KindFull, Change: stale}); out == fenced {
+			t.Fatal("n4 refused the stale copy back")
+		}
+	}
+	old, _, oldOK := n4.node.Backup(id)
+	newest, _, newOK := n1.node.Backup(id)
+	if !oldOK || !newOK || old.Version >= newest.Version {
+		t.Fatalf("n4's copy (%v) is not older than n1's (%v)", oldOK, newOK)
+	}
+	n3.kill()
+	if got := readAll(t, n2, user.cookie); got["k"] != "v2" || got["b"] != "1" {
+		t.Fatalf("through n2 after n3 died: %v, want k=v2 (n4's older copy won)", got)
 	}
 }
 
