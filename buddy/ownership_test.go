@@ -438,6 +438,20 @@ func TestLateHandoverAnswerIsTaken(t *testing.T) {
 	}
 }
 
+// storedOnN1 stores k=v in a new session on n1, whose buddy must be n2,
+// and returns the browser and the session's ID.
+func storedOnN1(t *testing.T, ms []*member) (browser, string) {
+	t.Helper()
+	user := browser{t: t}
+	if rec := user.do(ms[0], "/set?k=v"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	if b := ms[0].node.sender.buddy(); b.ID != "n2" {
+		t.Fatalf("n1's buddy is %s", b.ID)
+	}
+	return user, user.id
+}
+
 // The owner's buddy is the one other node that can hand a session out.
 // Here it did (it took the owner for dead, as a starved machine's pings
 // time out), to n3; then n4 asks the owner, which lives. The owner's move
@@ -445,14 +459,7 @@ func TestLateHandoverAnswerIsTaken(t *testing.T) {
 // one epoch (the property test's fork).
 func TestHandoverAfterBuddyHandedOutGoesToTaker(t *testing.T) {
 	ms := cluster(t, 4, fastTimers)
-	user := browser{t: t}
-	if rec := user.do(ms[0], "/set?k=v"); rec.Code != 200 {
-		t.Fatal(rec.Code)
-	}
-	id := user.id
-	if b := ms[0].node.sender.buddy(); b.ID != "n2" {
-		t.Fatalf("n1's buddy is %s", b.ID)
-	}
+	user, id := storedOnN1(t, ms)
 	rep := ms[1].node.handOutCopy(id, "n1", "n3")
 	if rep.Status != wire.FetchFound {
 		t.Fatalf("n2 did not hand its copy out: %v", rep.Status)
@@ -525,14 +532,7 @@ func TestHandoverFencesTheBuddysCopy(t *testing.T) {
 // the owner had acknowledged).
 func TestClosingNodeDoesNotHandOutALiveOwnersCopy(t *testing.T) {
 	ms := cluster(t, 3, fastTimers)
-	user := browser{t: t}
-	if rec := user.do(ms[0], "/set?k=v"); rec.Code != 200 {
-		t.Fatal(rec.Code)
-	}
-	id := user.id
-	if b := ms[0].node.sender.buddy(); b.ID != "n2" {
-		t.Fatalf("n1's buddy is %s", b.ID)
-	}
+	_, id := storedOnN1(t, ms)
 	ms[1].node.cancel() // n2 begins to close
 	if rep := ms[1].node.handOver("n3", ms[2].node.incarnation, id); rep.Status != wire.FetchRedirect || rep.Redirect != "n1" {
 		t.Fatalf("closing n2 asked by n3: %v (redirect %q), want a redirect to n1", rep.Status, rep.Redirect)
