@@ -130,11 +130,13 @@ func TestAttackUnauthenticatedMemory(t *testing.T) {
 	frame := maxBodySize - 1
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	attacker := h2c()
-	defer attacker.CloseIdleConnections()
 	var wg sync.WaitGroup
 	var refused atomic.Int64
 	for range streams {
+		// A connection each: the replication port serves one batch stream
+		// a connection, and refuses a second one at once.
+		attacker := h2c()
+		defer attacker.CloseIdleConnections()
 		pr, pw := io.Pipe()
 		wg.Add(1)
 		go func() { // the frame, but for its last byte
@@ -178,7 +180,6 @@ func TestAttackUnauthenticatedMemory(t *testing.T) {
 	mid := c.mustStats("n2")
 	cancel()
 	wg.Wait()
-	attacker.CloseIdleConnections()
 
 	busy := mid.Node.Rejected[RejectBusy] - before.Node.Rejected[RejectBusy]
 	t.Logf("n2: RSS %d MiB before, peak %d MiB; %d of %d frames refused busy (%d seen by the attacker); %d bytes held",
@@ -213,8 +214,6 @@ func TestAttackStreamsThatNeverEnd(t *testing.T) {
 	}
 	c.startAll()
 	base := c.mustStats("n2")
-	attacker := h2c()
-	defer attacker.CloseIdleConnections()
 	type attack struct {
 		path string
 		sent []byte // and then nothing more
@@ -230,10 +229,14 @@ func TestAttackStreamsThatNeverEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	ended := make(chan string, len(attacks))
+	var attackers []*http.Client
 	var writers sync.WaitGroup
 	defer writers.Wait()
 	defer cancel()
 	for _, a := range attacks {
+		// A connection each: a batch stream has its connection to itself.
+		attacker := h2c()
+		attackers = append(attackers, attacker)
 		pr, pw := io.Pipe()
 		writers.Add(1)
 		go func() {
@@ -259,6 +262,9 @@ func TestAttackStreamsThatNeverEnd(t *testing.T) {
 		if p := <-ended; p == "" {
 			t.Fatal("a request with an unfinished body was still open after 30 s")
 		}
+	}
+	for _, a := range attackers {
+		a.CloseIdleConnections()
 	}
 	c.waitFor("n2's goroutines to come back", func() bool {
 		st, ok := c.stats("n2", false)

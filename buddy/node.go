@@ -100,8 +100,12 @@ type Node struct {
 
 	ln     net.Listener
 	srv    *http.Server
+	router *router // the replication port's listener; serves batch streams
 	client *http.Client
 	scheme string
+	// tlsClient is the TLS configuration of batch streams' connections
+	// (nil without TLS).
+	tlsClient *tls.Config
 
 	closedMu  sync.Mutex
 	closed    bool
@@ -247,14 +251,17 @@ func (n *Node) listen() error {
 		}
 	}
 	n.ln = ln
+	// The router does TLS itself and hands net/http cleartext HTTP/2.
 	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
 	n.scheme = "http"
+	var serverTLS *tls.Config
 	if n.cfg.TLS != nil {
-		protos.SetHTTP2(true)
 		n.scheme = "https"
-	} else {
-		protos.SetUnencryptedHTTP2(true)
+		serverTLS = n.cfg.TLS.Clone()
+		serverTLS.NextProtos = []string{"h2"}
 	}
+	n.router = newRouter(n, ln, serverTLS)
 	n.srv = &http.Server{
 		Handler:           n.routes(),
 		Protocols:         &protos,
@@ -265,14 +272,19 @@ func (n *Node) listen() error {
 		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConn},
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
+	var clientProtos http.Protocols
+	if n.cfg.TLS != nil {
+		clientProtos.SetHTTP2(true)
+	} else {
+		clientProtos.SetUnencryptedHTTP2(true)
+	}
 	tr := &http.Transport{
-		Protocols:           &protos,
+		Protocols:           &clientProtos,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     5 * time.Minute,
 		DialContext:         n.cfg.Dial,
 	}
 	if n.cfg.TLS != nil {
-		n.srv.TLSConfig = n.cfg.TLS.Clone()
 		tc := n.cfg.TLS.Clone()
 		if len(tc.Certificates) > 0 && tc.GetClientCertificate == nil {
 			certs := tc.Certificates
@@ -282,22 +294,35 @@ func (n *Node) listen() error {
 			tc.RootCAs = tc.ClientCAs
 		}
 		tr.TLSClientConfig = tc
+		n.tlsClient = tc.Clone()
+		n.tlsClient.NextProtos = []string{"h2"}
 	}
 	n.client = &http.Client{Transport: tr}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
-		var err error
-		if n.cfg.TLS != nil {
-			err = n.srv.ServeTLS(ln, "", "")
-		} else {
-			err = n.srv.Serve(ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		n.router.run()
+	}()
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(n.router); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("buddy: replication server stopped", "err", err)
 		}
 	}()
 	return nil
+}
+
+// tlsClientFor is the TLS configuration of a batch stream's connection to
+// addr: the server name is addr's host unless the configuration names one.
+func (n *Node) tlsClientFor(addr string) *tls.Config {
+	if n.tlsClient.ServerName != "" {
+		return n.tlsClient
+	}
+	tc := n.tlsClient.Clone()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		tc.ServerName = host
+	}
+	return tc
 }
 
 // maxStreamsPerConn bounds the concurrent streams of one connection to the

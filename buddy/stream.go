@@ -3,9 +3,11 @@ package buddy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandemsession/tandem/buddy/internal/h2stream"
 	"github.com/tandemsession/tandem/buddy/wire"
 )
 
@@ -43,22 +46,10 @@ const streamOK = http.StatusOK
 // next has a batch.
 const streamIdle = 2 * time.Minute
 
-// serveStream handles a batch stream: it answers 200 at once, then reads
-// frames (uvarint length, sealed MsgBatch envelope) and answers each in
-// order with a frame (uvarint status, uvarint length, bytes): 200 and the
-// sealed reply, or a rejection's status and reason, after which it ends
-// the stream.
-//
-// A frame's bytes are held only within a budget, taken before its body is
-// read and given back once the envelope opened (or failed to): a frame
-// beyond it is refused (503 busy). Until a frame of the stream opened, the
-// budget is the node's one for unauthenticated bytes; after, it is another
-// of the same size for streams that authenticated. So whoever can connect
-// can hold at most MaxUnauthenticated bytes, and cannot starve the streams
-// of the node's buddies that already run: at worst it delays a new one.
-// The first frame must come within ReplicationTimeout (the sender opens a
-// stream when it has a batch), and so must the rest of a frame once it
-// began; between frames, a stream may idle for streamIdle.
+// serveStream handles a batch stream that came to net/http's server: on a
+// connection whose first request was something else (the router sends the
+// connections that begin with one to serveOwnStream). It answers 200 at
+// once, then serves frames as serveFrames says.
 func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.ProtoMajor != 2 {
 		n.reject(w, &rejection{http.StatusMethodNotAllowed, RejectMethod, fmt.Errorf("%s over HTTP/%d", r.Method, r.ProtoMajor)})
@@ -70,7 +61,74 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 	if err := rc.Flush(); err != nil {
 		return
 	}
-	br := bufio.NewReaderSize(r.Body, 512)
+	end := &httpEnd{w: w, rc: rc, body: r.Body, ctx: r.Context()}
+	// The read deadlines are one timer of the stream's own, reset twice a
+	// frame, that ends the body's reads when it fires: on HTTP/2 every
+	// SetReadDeadline is a round trip through the connection's goroutine
+	// (and a timer of its own), which per frame cost more than the batch.
+	// The timer may fire while the handler returns, and the response
+	// writer must not be used once it has: ended says it did.
+	end.timer = time.AfterFunc(n.cfg.ReplicationTimeout, func() {
+		end.mu.Lock()
+		defer end.mu.Unlock()
+		if !end.ended {
+			_ = rc.SetReadDeadline(time.Now().Add(-time.Second))
+		}
+	})
+	defer func() {
+		end.timer.Stop()
+		end.mu.Lock()
+		end.ended = true
+		end.mu.Unlock()
+	}()
+	n.serveFrames(end)
+}
+
+// serveOwnStream serves the batch stream a connection of the replication
+// port began with (see router), on the connection's own goroutine.
+func (n *Node) serveOwnStream(c net.Conn, p *h2stream.Peeked) {
+	st, err := p.Accept(http.StatusOK, contentType)
+	if err != nil {
+		n.log.Debug("buddy: batch stream not opened", "remote", c.RemoteAddr(), "err", err)
+		return
+	}
+	end := &ownEnd{st: st, conn: c, timeout: n.cfg.ReplicationTimeout, ctx: n.ctx}
+	n.serveFrames(end)
+	_ = c.SetWriteDeadline(time.Now().Add(n.cfg.ReplicationTimeout))
+	_ = st.End()
+}
+
+// streamEnd is the receiving end of a batch stream: net/http's request and
+// response writer, or a stream of the router's.
+type streamEnd interface {
+	io.Reader // the frames
+	// readWithin sets how long the reads of the next bytes may take.
+	readWithin(d time.Duration)
+	// writeFrame sends one reply frame: uvarint status, uvarint length,
+	// body.
+	writeFrame(status int, body []byte) error
+	// gone reports whether the stream ended from this side (the request's
+	// context, the node's): a read that failed then is no error to answer.
+	gone() bool
+}
+
+// serveFrames reads frames (uvarint length, sealed MsgBatch envelope) and
+// answers each in order with a frame (uvarint status, uvarint length,
+// bytes): 200 and the sealed reply, or a rejection's status and reason,
+// after which it ends the stream.
+//
+// A frame's bytes are held only within a budget, taken before its body is
+// read and given back once the envelope opened (or failed to): a frame
+// beyond it is refused (503 busy). Until a frame of the stream opened, the
+// budget is the node's one for unauthenticated bytes; after, it is another
+// of the same size for streams that authenticated. So whoever can connect
+// can hold at most MaxUnauthenticated bytes, and cannot starve the streams
+// of the node's buddies that already run: at worst it delays a new one.
+// The first frame must come within ReplicationTimeout (the sender opens a
+// stream when it has a batch), and so must the rest of a frame once it
+// began; between frames, a stream may idle for streamIdle.
+func (n *Node) serveFrames(end streamEnd) {
+	br := bufio.NewReaderSize(end, 512)
 	bodyBuf, plainBuf := n.bufs.get(), n.bufs.get()
 	defer n.bufs.put(bodyBuf)
 	defer n.bufs.put(plainBuf)
@@ -90,78 +148,96 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request) {
 		}
 		return n.onBatch(from, payload)
 	}
-	// The read deadlines are one timer of the stream's own, reset twice a
-	// frame, that ends the body's reads when it fires: on HTTP/2 every
-	// SetReadDeadline is a round trip through the connection's goroutine
-	// (and a timer of its own), which per frame cost more than the batch.
-	// The timer may fire while the handler returns, and the response
-	// writer must not be used once it has: ended says it did.
-	var mu sync.Mutex
-	ended := false
-	deadline := time.AfterFunc(idle, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !ended {
-			_ = rc.SetReadDeadline(time.Now().Add(-time.Second))
-		}
-	})
-	defer func() {
-		deadline.Stop()
-		mu.Lock()
-		ended = true
-		mu.Unlock()
-	}()
 	for {
-		deadline.Reset(idle)
+		end.readWithin(idle)
 		size, err := wire.ReadFrameSize(br, n.cfg.MaxBodySize)
 		switch {
 		case errors.Is(err, wire.ErrFrameTooLarge):
-			n.rejectFrame(w, rc, &rejection{http.StatusRequestEntityTooLarge, RejectTooLarge, err})
+			n.rejectFrame(end, &rejection{http.StatusRequestEntityTooLarge, RejectTooLarge, err})
 			return
 		case err != nil:
-			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && r.Context().Err() == nil {
-				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, err})
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !end.gone() {
+				n.rejectFrame(end, &rejection{http.StatusBadRequest, RejectMalformed, err})
 			}
 			return // EOF: the sender closed the stream; or it stayed idle
 		}
 		if !pool.take(size) {
-			n.rejectFrame(w, rc, &rejection{http.StatusServiceUnavailable, RejectBusy,
+			n.rejectFrame(end, &rejection{http.StatusServiceUnavailable, RejectBusy,
 				fmt.Errorf("a frame of %d bytes would exceed the %d bytes held for unauthenticated requests", size, pool.max)})
 			return
 		}
-		deadline.Reset(n.cfg.ReplicationTimeout)
+		end.readWithin(n.cfg.ReplicationTimeout)
 		body, err := readExactly((*bodyBuf)[:0], br, uint64(size))
 		*bodyBuf = body
 		if err != nil {
 			pool.give(size)
-			if r.Context().Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-				n.rejectFrame(w, rc, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("stream frame: %w", err)})
+			if !end.gone() && !errors.Is(err, os.ErrDeadlineExceeded) {
+				n.rejectFrame(end, &rejection{http.StatusBadRequest, RejectMalformed, fmt.Errorf("stream frame: %w", err)})
 			}
 			return
 		}
 		reply, rej := n.serve(wire.MsgBatch, onBatch, body, plainBuf, (*bodyBuf)[:0], func() { pool.give(size) })
 		*bodyBuf = reply
 		if rej != nil {
-			n.rejectFrame(w, rc, rej)
+			n.rejectFrame(end, rej)
 			return
 		}
 		pool, idle = &n.authed, n.cfg.streamIdle
-		if err := writeFrame(w, rc, streamOK, reply); err != nil {
+		if err := end.writeFrame(streamOK, reply); err != nil {
 			return
 		}
 	}
 }
 
-// writeFrame sends one reply frame: uvarint status, uvarint length, body.
-func writeFrame(w http.ResponseWriter, rc *http.ResponseController, status int, body []byte) error {
+// httpEnd is a batch stream served by net/http.
+type httpEnd struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	body  io.Reader
+	ctx   context.Context
+	timer *time.Timer
+	mu    sync.Mutex
+	ended bool // the handler returned: the timer must not touch rc
+}
+
+func (e *httpEnd) Read(p []byte) (int, error) { return e.body.Read(p) }
+func (e *httpEnd) readWithin(d time.Duration) { e.timer.Reset(d) }
+func (e *httpEnd) gone() bool                 { return e.ctx.Err() != nil }
+
+func (e *httpEnd) writeFrame(status int, body []byte) error {
 	var hdr [wire.MaxFrameHeader]byte
-	if _, err := w.Write(wire.AppendReplyHeader(hdr[:0], status, len(body))); err != nil { // the response writer buffers: no extra packet
+	if _, err := e.w.Write(wire.AppendReplyHeader(hdr[:0], status, len(body))); err != nil { // the response writer buffers: no extra packet
 		return err
 	}
-	if _, err := w.Write(body); err != nil {
+	if _, err := e.w.Write(body); err != nil {
 		return err
 	}
-	return rc.Flush()
+	return e.rc.Flush()
+}
+
+// ownEnd is a batch stream served on a connection of its own.
+type ownEnd struct {
+	st      *h2stream.Stream
+	conn    net.Conn
+	timeout time.Duration
+	ctx     context.Context
+	frame   []byte // the reply frame being written: one DATA frame
+}
+
+func (e *ownEnd) Read(p []byte) (int, error) { return e.st.Read(p) }
+func (e *ownEnd) gone() bool {
+	return e.ctx.Err() != nil || errors.Is(e.st.Err(), h2stream.ErrReset) // the client canceled
+}
+
+func (e *ownEnd) readWithin(d time.Duration) { _ = e.conn.SetReadDeadline(time.Now().Add(d)) }
+
+func (e *ownEnd) writeFrame(status int, body []byte) error {
+	e.frame = append(wire.AppendReplyHeader(e.frame[:0], status, len(body)), body...)
+	if _, err := e.st.Write(e.frame); err != nil {
+		return err
+	}
+	_ = e.conn.SetWriteDeadline(time.Now().Add(e.timeout))
+	return e.st.Flush()
 }
 
 // readExactly appends the next size bytes of r to dst; fewer is an error.
@@ -181,61 +257,66 @@ func readExactly(dst []byte, r io.Reader, size uint64) ([]byte, error) {
 
 // rejectFrame counts and logs a rejection and sends it as the stream's last
 // frame.
-func (n *Node) rejectFrame(w http.ResponseWriter, rc *http.ResponseController, rej *rejection) {
+func (n *Node) rejectFrame(end streamEnd, rej *rejection) {
 	n.stats.reject(rej.reason)
 	n.logs.warn(n.log, rej.reason, "buddy: stream request rejected", "reason", rej.reason, "err", rej.err)
-	_ = writeFrame(w, rc, rej.status, []byte(rej.reason))
+	_ = end.writeFrame(rej.status, []byte(rej.reason))
 }
 
 // batchStream is the sender's end of a batch stream to one peer. Only the
-// sender's goroutine uses it.
+// sender's goroutine uses it, but for close.
 type batchStream struct {
 	to     Peer
 	used   bool // a round trip went through: a failure may be the peer's idle close
-	pw     *io.PipeWriter
+	st     *h2stream.Stream
 	br     *bufio.Reader
 	cancel context.CancelFunc
 }
 
-// openStream starts a batch stream to peer to; it returns once the peer
-// answered 200, or fails within ReplicationTimeout.
+// openStream starts a batch stream to peer to on a connection of its own;
+// it returns once the peer answered 200, or fails within
+// ReplicationTimeout.
 //
 // ctx and cancel are the stream's: canceling ends the opening too.
 func (n *Node) openStream(ctx context.Context, cancel context.CancelFunc, to Peer) (*batchStream, error) {
-	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+to.Addr+pathStream, pr)
+	fail := func(err error) (*batchStream, error) {
+		cancel()
+		return nil, fmt.Errorf("buddy: stream to %s: %w", to.ID, err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, n.cfg.ReplicationTimeout)
+	defer dcancel()
+	c, err := n.cfg.Dial(dctx, "tcp", to.Addr)
 	if err != nil {
-		cancel()
-		return nil, err
-	}
-	req.Header.Set("Content-Type", contentType)
-	t := time.AfterFunc(n.cfg.ReplicationTimeout, cancel)
-	resp, err := n.client.Do(req)
-	if !t.Stop() && err == nil {
-		err = fmt.Errorf("%w (%v)", errStreamTimeout, n.cfg.ReplicationTimeout)
-		resp.Body.Close()
-	}
-	if err != nil {
-		cancel()
-		pw.Close()
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		resp.Body.Close()
-		cancel()
-		pw.Close()
-		return nil, fmt.Errorf("buddy: %s answered %d: %s", to.ID, resp.StatusCode, data)
+		return fail(err)
 	}
 	// Once the stream's context ends (close, a timeout, the node's Close),
-	// its reads and writes must fail at once. Canceling the request alone
-	// does not break a read once the response has begun, when the
-	// connection is stalled; closing the response body does.
-	context.AfterFunc(ctx, func() {
-		pw.Close()
-		resp.Body.Close()
-	})
-	return &batchStream{to: to, pw: pw, br: bufio.NewReader(resp.Body), cancel: cancel}, nil
+	// its reads and writes fail at once.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(n.cfg.ReplicationTimeout))
+	if n.tlsClient != nil {
+		tc := tls.Client(c, n.tlsClientFor(to.Addr))
+		if err := tc.HandshakeContext(dctx); err != nil {
+			stop()
+			c.Close()
+			return fail(err)
+		}
+		c = tc
+	}
+	st, err := h2stream.Dial(c, n.scheme, to.Addr, pathStream, contentType)
+	if err == nil && st.Status() != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(st, 200))
+		err = fmt.Errorf("%s answered %d: %s", to.ID, st.Status(), data)
+	}
+	if err != nil {
+		stop()
+		c.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(dctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (%v): %w", errStreamTimeout, n.cfg.ReplicationTimeout, err)
+		}
+		return fail(err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return &batchStream{to: to, st: st, br: bufio.NewReader(st), cancel: cancel}, nil
 }
 
 // close ends the stream; the peer sees the end of its request body, and a
@@ -259,9 +340,11 @@ func (st *batchStream) roundTrip(frame []byte, maxReply int, timeout time.Durati
 		}
 		return nil, fmt.Errorf("buddy: stream to %s: %w", st.to.ID, err)
 	}
-	// One Write, so the transport sends it as one DATA frame where it fits;
-	// the pipe returns only once the transport has taken all of it.
-	if _, err := st.pw.Write(frame); err != nil {
+	// One Write: one DATA frame where it fits.
+	if _, err := st.st.Write(frame); err != nil {
+		return fail(err)
+	}
+	if err := st.st.Flush(); err != nil {
 		return fail(err)
 	}
 	status, size, err := wire.ReadReplyHeader(st.br, maxReply)
