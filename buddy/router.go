@@ -29,6 +29,8 @@ type router struct {
 	err   error                 // the listener's, once it failed
 	own   map[net.Conn]struct{} // connections being routed or serving a batch stream
 	ended bool
+	// streams counts the batch streams being served.
+	streams int
 }
 
 // maxPeek bounds what a connection may send before its first request's
@@ -106,7 +108,15 @@ func (r *router) route(c net.Conn) {
 		return
 	}
 	_ = c.SetWriteDeadline(time.Time{})
+	r.count(1)
+	defer r.count(-1)
 	r.n.serveOwnStream(c, p)
+}
+
+func (r *router) count(d int) {
+	r.mu.Lock()
+	r.streams += d
+	r.mu.Unlock()
 }
 
 func (r *router) track(c net.Conn) bool {

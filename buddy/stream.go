@@ -290,14 +290,16 @@ func (n *Node) openStream(ctx context.Context, cancel context.CancelFunc, to Pee
 		return fail(err)
 	}
 	// Once the stream's context ends (close, a timeout, the node's Close),
-	// its reads and writes fail at once.
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	// its reads and writes fail at once: the TCP connection closes (a TLS
+	// close would first try to write its alert).
+	raw := c
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	_ = c.SetDeadline(time.Now().Add(n.cfg.ReplicationTimeout))
 	if n.tlsClient != nil {
 		tc := tls.Client(c, n.tlsClientFor(to.Addr))
 		if err := tc.HandshakeContext(dctx); err != nil {
 			stop()
-			c.Close()
+			raw.Close()
 			return fail(err)
 		}
 		c = tc
@@ -309,7 +311,7 @@ func (n *Node) openStream(ctx context.Context, cancel context.CancelFunc, to Pee
 	}
 	if err != nil {
 		stop()
-		c.Close()
+		raw.Close()
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(dctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (%v): %w", errStreamTimeout, n.cfg.ReplicationTimeout, err)
 		}

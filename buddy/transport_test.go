@@ -307,6 +307,27 @@ func TestMutualTLS(t *testing.T) {
 	}
 }
 
+// A buddy's batches come on a connection of their own, served by the
+// router's own HTTP/2 end, not by net/http's server (which would serve
+// them too, at three times the CPU): with and without TLS.
+func TestBatchStreamHasItsOwnConnection(t *testing.T) {
+	for name, cfg := range map[string]*tls.Config{"h2c": nil, "tls": testTLS(t)} {
+		t.Run(name, func(t *testing.T) {
+			ms := cluster(t, 2, func(c *Config) { c.TLS = cfg })
+			u := &browser{t: t}
+			u.do(ms[0], "/set?k=v")
+			sameCopy(t, ms[0], ms[1], u.id)
+			r := ms[1].node.router
+			r.mu.Lock()
+			streams := r.streams
+			r.mu.Unlock()
+			if streams != 1 {
+				t.Fatalf("n2's router serves %d batch streams itself, want the one of n1", streams)
+			}
+		})
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
