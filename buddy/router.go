@@ -34,8 +34,12 @@ type router struct {
 }
 
 // maxPeek bounds what a connection may send before its first request's
-// headers: SETTINGS and a HEADERS frame are a few hundred bytes.
-const maxPeek = 64 << 10
+// headers, and so what the router holds for it: the preface, SETTINGS and
+// a HEADERS frame are a few hundred bytes (and what a 4 KiB read took of
+// the body behind them). A connection sends it within ReplicationTimeout,
+// or is closed; the bytes are kept as they come, so an idle connection
+// holds no more than net/http's server would.
+const maxPeek = 16 << 10
 
 func newRouter(n *Node, ln net.Listener, tc *tls.Config) *router {
 	return &router{n: n, ln: ln, tls: tc, next: make(chan net.Conn), done: make(chan struct{}), own: make(map[net.Conn]struct{})}

@@ -2,6 +2,7 @@ package h2stream
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -84,4 +85,20 @@ func FuzzPeek(f *testing.F) {
 			_, _ = st.Write(buf[:10])
 		}
 	})
+}
+
+// A connection that keeps sending frames before its first request is cut
+// at Peek's bound.
+func TestPeekBound(t *testing.T) {
+	var in bytes.Buffer
+	in.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(&in, nil)
+	for in.Len() < 64<<10 {
+		_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
+	}
+	_ = fr.WriteHeaders(headersParam(1))
+	_, err := Peek(&fakeConn{in: bytes.NewReader(in.Bytes())}, 16<<10)
+	if !errors.Is(err, ErrTooLong) {
+		t.Fatalf("Peek of 64 KiB of SETTINGS with a bound of 16 KiB: %v, want ErrTooLong", err)
+	}
 }
