@@ -1,6 +1,7 @@
 package h2stream
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -328,5 +331,71 @@ func TestCloseEndsARead(t *testing.T) {
 	st.Close()
 	if err := <-done; err == nil {
 		t.Fatal("the read returned no error after Close")
+	}
+}
+
+// rawServer accepts one connection on loopback and runs script on it with
+// a framer, after the client's preface, answering the request's headers
+// with 200 first.
+func rawServer(t *testing.T, settings []http2.Setting, script func(fr *http2.Framer, bw *bufio.Writer)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		if _, err := io.ReadFull(br, make([]byte, len(http2.ClientPreface))); err != nil {
+			return
+		}
+		bw := bufio.NewWriter(c)
+		fr := http2.NewFramer(bw, br)
+		_ = fr.WriteSettings(settings...)
+		var hdr bytes.Buffer
+		_ = hpack.NewEncoder(&hdr).WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hdr.Bytes(), EndHeaders: true})
+		script(fr, bw)
+		_ = bw.Flush()
+		// Drain until the client goes.
+		_, _ = io.Copy(io.Discard, br)
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// A peer that resets the stream ends it with ErrReset.
+func TestResetByThePeer(t *testing.T) {
+	st := dial(t, rawServer(t, nil, func(fr *http2.Framer, bw *bufio.Writer) {
+		_ = fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	}))
+	if _, err := st.Read(make([]byte, 10)); !errors.Is(err, ErrReset) {
+		t.Fatalf("read after RST_STREAM: %v, want ErrReset", err)
+	}
+	if _, err := st.Write([]byte("x")); !errors.Is(err, ErrReset) {
+		t.Fatalf("write after RST_STREAM: %v, want the same error", err)
+	}
+}
+
+// A peer that grants no window and sends DATA meanwhile is cut once the
+// DATA kept for Read passes maxStash.
+func TestShutWindowAndAFlood(t *testing.T) {
+	st := dial(t, rawServer(t, []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}, func(fr *http2.Framer, bw *bufio.Writer) {
+		chunk := make([]byte, 16<<10)
+		for range maxStash/len(chunk) + 2 {
+			_ = fr.WriteData(1, false, chunk)
+		}
+	}))
+	if _, err := st.Write([]byte("a batch")); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("write into a shut window while the peer floods: %v, want ErrProtocol", err)
 	}
 }
