@@ -106,17 +106,7 @@ func netHTTPEnds(tb testing.TB, size int) (func([]byte, []byte) error, func()) {
 }
 
 func ownEnds(tb testing.TB, size int) (func([]byte, []byte) error, func()) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr, stopServer := acceptOne(tb, func(c net.Conn) {
 		p, err := Peek(c, 64<<10)
 		if err != nil {
 			return
@@ -135,11 +125,11 @@ func ownEnds(tb testing.TB, size int) (func([]byte, []byte) error, func()) {
 			}
 		}
 	})
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, err := Dial(c, "http", ln.Addr().String(), "/stream", "application/x-test")
+	st, err := Dial(c, "http", addr, "/stream", "application/x-test")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -155,6 +145,29 @@ func ownEnds(tb testing.TB, size int) (func([]byte, []byte) error, func()) {
 	}
 	return rt, func() {
 		st.Close()
+		stopServer()
+	}
+}
+
+// acceptOne listens on loopback and serves the first connection with
+// serve, which runs on a goroutine of its own; stop closes the listener
+// and the connection and waits for serve.
+func acceptOne(tb testing.TB, serve func(net.Conn)) (addr string, stop func()) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	})
+	return ln.Addr().String(), func() {
 		ln.Close()
 		wg.Wait()
 	}

@@ -339,17 +339,7 @@ func TestCloseEndsARead(t *testing.T) {
 // with 200 first.
 func rawServer(t *testing.T, settings []http2.Setting, script func(fr *http2.Framer, bw *bufio.Writer)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr, stop := acceptOne(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(c)
 		if _, err := io.ReadFull(br, make([]byte, len(http2.ClientPreface))); err != nil {
@@ -366,11 +356,8 @@ func rawServer(t *testing.T, settings []http2.Setting, script func(fr *http2.Fra
 		// Drain until the client goes.
 		_, _ = io.Copy(io.Discard, br)
 	})
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	t.Cleanup(stop)
+	return addr
 }
 
 // A peer that resets the stream ends it with ErrReset.
