@@ -95,8 +95,14 @@ func (n *Node) serveOwnStream(c net.Conn, p *h2stream.Peeked) {
 	end := &ownEnd{st: st, conn: c, timeout: n.cfg.ReplicationTimeout, ctx: n.ctx}
 	n.serveFrames(end)
 	_ = c.SetWriteDeadline(time.Now().Add(n.cfg.ReplicationTimeout))
-	_ = st.End()
+	if st.End() == nil {
+		st.Linger(min(n.cfg.ReplicationTimeout, streamLinger))
+	}
 }
+
+// streamLinger bounds how long a batch stream that this node ended (a
+// rejection, an idle stream) waits for its sender to close the connection.
+const streamLinger = time.Second
 
 // streamEnd is the receiving end of a batch stream: net/http's request and
 // response writer, or a stream of the router's.

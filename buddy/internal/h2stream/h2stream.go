@@ -25,6 +25,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -195,7 +196,9 @@ func (s *Stream) Flush() error {
 
 // End ends this end's side of the stream and, on a server end, tells the
 // client that the connection serves nothing more (GOAWAY); it flushes.
-// It does not close the connection.
+// A server end whose client is still sending also asks it to stop, the
+// response being complete (RST_STREAM with NO_ERROR). It does not close
+// the connection: see Linger.
 func (s *Stream) End() error {
 	if s.err != nil {
 		return s.err
@@ -204,11 +207,33 @@ func (s *Stream) End() error {
 		return s.fail(err)
 	}
 	if s.server {
+		if !s.ended {
+			if err := s.fr.WriteRSTStream(s.id, http2.ErrCodeNo); err != nil {
+				return s.fail(err)
+			}
+		}
 		if err := s.fr.WriteGoAway(s.id, http2.ErrCodeNo, nil); err != nil {
 			return s.fail(err)
 		}
 	}
 	return s.Flush()
+}
+
+// Linger, after End, waits up to d for a peer that has not ended its side
+// to close the connection, discarding what it still sends: a connection
+// closed with bytes unread is reset, and the reset can reach the peer
+// before the reply it has not read yet (a rejection, say), which it would
+// then never see. It half-closes the connection first, so the peer reads
+// to the end of the reply and then EOF.
+func (s *Stream) Linger(d time.Duration) {
+	if s.ended {
+		return // the peer sent all it had: nothing is left unread
+	}
+	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(d))
+	_, _ = io.Copy(io.Discard, s.conn)
 }
 
 // Close closes the connection: the stream's reads and writes fail at once.

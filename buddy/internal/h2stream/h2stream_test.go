@@ -386,3 +386,40 @@ func TestShutWindowAndAFlood(t *testing.T) {
 		t.Fatalf("write into a shut window while the peer floods: %v, want ErrProtocol", err)
 	}
 }
+
+// A server end that answers before it read the whole request (a
+// rejection) and lingers: the client still reads the answer, where a close
+// with bytes unread would reset the connection under it.
+func TestAnswerBeforeTheRequestEnded(t *testing.T) {
+	addr, stop := acceptOne(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		p, err := Peek(c, 64<<10)
+		if err != nil {
+			return
+		}
+		st, err := p.Accept(http.StatusOK, "application/x-test")
+		if err != nil {
+			return
+		}
+		if _, err := io.ReadFull(st, make([]byte, 4)); err != nil {
+			return
+		}
+		_, _ = st.Write([]byte("too large"))
+		if st.End() == nil {
+			st.Linger(5 * time.Second)
+		}
+	})
+	defer stop()
+	st := dial(t, addr)
+	if _, err := st.Write(make([]byte, 8<<20)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	got := make([]byte, len("too large"))
+	if _, err := io.ReadFull(st, got); err != nil || string(got) != "too large" {
+		t.Fatalf("the answer: %q, %v", got, err)
+	}
+	st.Close() // ends the server's Linger
+}
