@@ -107,11 +107,7 @@ func netHTTPEnds(tb testing.TB, size int) (func([]byte, []byte) error, func()) {
 
 func ownEnds(tb testing.TB, size int) (func([]byte, []byte) error, func()) {
 	addr, stopServer := acceptOne(tb, func(c net.Conn) {
-		p, err := Peek(c, 64<<10)
-		if err != nil {
-			return
-		}
-		st, err := p.Accept(http.StatusOK, "application/x-test")
+		st, err := acceptStream(c)
 		if err != nil {
 			return
 		}
@@ -147,6 +143,16 @@ func ownEnds(tb testing.TB, size int) (func([]byte, []byte) error, func()) {
 		st.Close()
 		stopServer()
 	}
+}
+
+// acceptStream peeks at c and accepts its stream with 200, whatever its
+// request.
+func acceptStream(c net.Conn) (*Stream, error) {
+	p, err := Peek(c, 64<<10)
+	if err != nil {
+		return nil, err
+	}
+	return p.Accept(http.StatusOK, "application/x-test")
 }
 
 // acceptOne listens on loopback and serves the first connection with
